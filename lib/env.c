@@ -1,0 +1,377 @@
+/* env.c - the process's LMDB environments, shared by all handles
+ *
+ * LMDB forbids opening one environment twice in a process (closing the
+ * second copy drops the first one's fcntl locks) and forbids using an
+ * environment after fork().  This module owns both rules.  It keeps a
+ * registry of open environments keyed by the store directory's device and
+ * inode, with a reference count, so every ina_store handle of a process,
+ * the Lua module's included, shares one MDB_env.  A pthread_atfork child
+ * handler closes every inherited environment at once, before the host can
+ * close or reuse its descriptors; the child reopens lazily on its first
+ * call (env_check).  Closing an inherited environment in the child is safe
+ * in LMDB 0.9.24: it clears only reader slots of the child's own pid.
+ *
+ * Environment flags are fixed here for every process: MDB_NOTLS (reader
+ * slots belong to transactions, so cached read transactions can be reset
+ * and renewed across threads) and MDB_NOSYNC (a process crash loses no
+ * committed transaction; counters need no fsync per event).  The map size
+ * is fixed at open to the larger of the configured ceiling and the file
+ * size and is never changed at run time, so no process can remap or
+ * truncate under another.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "inaudit.h"
+#include "internal.h"
+
+/* Reader slots of a new lock file; an existing one keeps its size. */
+#define ENV_MAXREADERS 1024
+/* Named databases: meta, counts, sessions, owners, and room to grow. */
+#define ENV_MAXDBS 16
+/* Attempts to open while another process opens or closes (lmdb.h). */
+#define ENV_OPEN_TRIES 5
+
+static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static struct env *env_list;
+
+/* env_atfork_child - close every inherited environment in a new child
+ *
+ * Runs in the child right after fork(), single-threaded.  The registry
+ * lock may have been held by another thread of the parent, so it is made
+ * anew.  Transactions and cursors cached by handles are forgotten by the
+ * handles themselves (they compare pids), never aborted: aborting an
+ * inherited NOTLS transaction would free the parent's reader slot. */
+
+static void
+env_atfork_child(void)
+{
+    struct env *e;
+
+    pthread_mutex_init(&env_lock, NULL);
+    for (e = env_list; e != NULL; e = e->next) {
+        if (e->env != NULL) {
+            mdb_env_close(e->env);
+            e->env = NULL;
+        }
+        pthread_mutex_init(&e->wlock, NULL);
+    }
+}
+
+/* env_init_once - install the fork handler */
+
+static void
+env_init_once(void)
+{
+    pthread_atfork(NULL, NULL, env_atfork_child);
+}
+
+/* env_mkdir - create the store directory, mode 0750, if it is missing */
+
+static int
+env_mkdir(const char *dir, int rdonly, char *errbuf, size_t errlen)
+{
+    struct stat sb;
+
+    if (dir[0] != '/')
+        return err_set(errbuf, errlen, INA_EUNSAFE,
+                       "store %s: not an absolute path", dir);
+    if (lstat(dir, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode))
+            return err_set(errbuf, errlen, INA_EUNSAFE,
+                           "store %s: is a symbolic link", dir);
+        if (!S_ISDIR(sb.st_mode))
+            return err_set(errbuf, errlen, ENOTDIR,
+                           "store %s: not a directory", dir);
+        if (sb.st_mode & S_IWOTH)
+            return err_set(errbuf, errlen, INA_EUNSAFE,
+                           "store %s: world-writable (mode %04o)", dir,
+                           (unsigned) (sb.st_mode & 07777));
+        return 0;
+    }
+    if (errno != ENOENT || rdonly)
+        return err_set(errbuf, errlen, errno, "store %s: %s", dir,
+                       strerror(errno));
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return err_set(errbuf, errlen, errno, "store %s: mkdir: %s", dir,
+                       strerror(errno));
+    /* The umask may have taken bits away; set exactly 0750. */
+    if (chmod(dir, 0750) != 0)
+        return err_set(errbuf, errlen, errno, "store %s: chmod: %s", dir,
+                       strerror(errno));
+    return 0;
+}
+
+/* env_fix_mode - make a file of a new store 0660 despite the umask */
+
+static void
+env_fix_mode(const char *dir, const char *name)
+{
+    char path[4096];
+    struct stat sb;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (stat(path, &sb) == 0 && sb.st_uid == geteuid()
+        && (sb.st_mode & 0777) != 0660)
+        chmod(path, 0660);
+}
+
+/* env_open_dbis - open the named databases and check the format
+ *
+ * DBIs must be opened in a transaction that commits, so that every later
+ * transaction of the process sees them. */
+
+static int
+env_open_dbis(struct env *e, char *errbuf, size_t errlen)
+{
+    MDB_txn *txn;
+    MDB_val k, v;
+    unsigned cflag = e->rdonly ? 0 : MDB_CREATE;
+    uint32_t version;
+    int rc;
+
+    rc = mdb_txn_begin(e->env, NULL, e->rdonly ? MDB_RDONLY : 0, &txn);
+    if (rc != 0)
+        return err_set(errbuf, errlen, rc, "store %s: %s", e->path,
+                       mdb_strerror(rc));
+    if ((rc = mdb_dbi_open(txn, "meta", cflag, &e->meta)) != 0)
+        goto fail;
+    k.mv_data = (void *) "format";
+    k.mv_size = 6;
+    rc = mdb_get(txn, e->meta, &k, &v);
+    if (rc == MDB_NOTFOUND && !e->rdonly) {
+        version = INA_FORMAT_VERSION;
+        v.mv_data = &version;
+        v.mv_size = sizeof(version);
+        if ((rc = mdb_put(txn, e->meta, &k, &v, 0)) != 0)
+            goto fail;
+    } else if (rc != 0) {
+        goto fail;
+    } else {
+        if (v.mv_size != sizeof(version)) {
+            rc = INA_EVERSION;
+            mdb_txn_abort(txn);
+            return err_set(errbuf, errlen, rc,
+                           "store %s: malformed format record; move the "
+                           "store aside and start a new one", e->path);
+        }
+        memcpy(&version, v.mv_data, sizeof(version));
+        if (version != INA_FORMAT_VERSION) {
+            mdb_txn_abort(txn);
+            return err_set(errbuf, errlen, INA_EVERSION,
+                           "store %s: format version %u, this is %s which "
+                           "reads version %u; dump it with the auditctl "
+                           "that wrote it, or move it aside",
+                           e->path, (unsigned) version, INA_VERSION_STRING,
+                           (unsigned) INA_FORMAT_VERSION);
+        }
+    }
+    if ((rc = mdb_dbi_open(txn, "counts", cflag, &e->counts)) != 0
+        || (rc = mdb_dbi_open(txn, "sessions", cflag, &e->sessions)) != 0
+        || (rc = mdb_dbi_open(txn, "owners", cflag, &e->owners)) != 0)
+        goto fail;
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return err_set(errbuf, errlen, rc, "store %s: %s", e->path,
+                       mdb_strerror(rc));
+    return 0;
+
+fail:
+    mdb_txn_abort(txn);
+    if (rc == MDB_NOTFOUND)
+        return err_set(errbuf, errlen, ENOENT,
+                       "store %s: not initialised (open it read-write once)",
+                       e->path);
+    return err_set(errbuf, errlen, rc, "store %s: %s", e->path,
+                   mdb_strerror(rc));
+}
+
+/* env_file_size - size of data.mdb, 0 if it does not exist */
+
+static uint64_t
+env_file_size(const char *dir)
+{
+    char path[4096];
+    struct stat sb;
+
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    if (stat(path, &sb) != 0)
+        return 0;
+    return (uint64_t) sb.st_size;
+}
+
+/* env_open_lmdb - create and open the MDB_env of e */
+
+static int
+env_open_lmdb(struct env *e, char *errbuf, size_t errlen)
+{
+    uint64_t size;
+    int rc, tries, dead;
+    unsigned flags;
+
+    for (tries = 0;; tries++) {
+        if ((rc = mdb_env_create(&e->env)) != 0)
+            return err_set(errbuf, errlen, rc, "store %s: %s", e->path,
+                           mdb_strerror(rc));
+        size = env_file_size(e->path);
+        if (size < e->map_size)
+            size = e->map_size;
+        mdb_env_set_mapsize(e->env, (size_t) size);
+        mdb_env_set_maxreaders(e->env, ENV_MAXREADERS);
+        mdb_env_set_maxdbs(e->env, ENV_MAXDBS);
+        flags = MDB_NOTLS | MDB_NOSYNC;
+        if (e->rdonly && access(e->path, W_OK) != 0)
+            flags |= MDB_RDONLY;
+        rc = mdb_env_open(e->env, e->path, flags, 0660);
+        if (rc == 0)
+            break;
+        mdb_env_close(e->env);
+        e->env = NULL;
+        /* Another process opening or closing at the same instant can
+         * make the open fail transiently (lmdb.h caveats). */
+        if ((rc == EAGAIN || rc == EBUSY) && tries < ENV_OPEN_TRIES) {
+            usleep(1000u << tries);
+            continue;
+        }
+        if (rc == ENOENT && e->rdonly)
+            return err_set(errbuf, errlen, rc,
+                           "store %s: no store here (data.mdb missing)",
+                           e->path);
+        return err_set(errbuf, errlen, rc, "store %s: %s", e->path,
+                       mdb_strerror(rc));
+    }
+    if (!e->rdonly) {
+        env_fix_mode(e->path, "data.mdb");
+        env_fix_mode(e->path, "lock.mdb");
+    }
+    /* Clear reader slots left by processes that died. */
+    mdb_reader_check(e->env, &dead);
+    e->pid = getpid();
+    if ((rc = env_open_dbis(e, errbuf, errlen)) != 0) {
+        mdb_env_close(e->env);
+        e->env = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+/* env_acquire - get the process's environment of a store directory
+ *
+ * Creates the directory unless rdonly, then finds the registered
+ * environment of that directory or opens a new one.  A read-only caller
+ * does not make a shared environment read-only: handles enforce their
+ * own mode. */
+
+int
+env_acquire(const char *dir, uint64_t map_size, int rdonly,
+            struct env **out, char *errbuf, size_t errlen)
+{
+    struct stat sb;
+    struct env *e;
+    int rc;
+
+    pthread_once(&env_once, env_init_once);
+    if ((rc = env_mkdir(dir, rdonly, errbuf, errlen)) != 0)
+        return rc;
+    if (stat(dir, &sb) != 0)
+        return err_set(errbuf, errlen, errno, "store %s: %s", dir,
+                       strerror(errno));
+    pthread_mutex_lock(&env_lock);
+    for (e = env_list; e != NULL; e = e->next)
+        if (e->dev == sb.st_dev && e->ino == sb.st_ino)
+            break;
+    if (e != NULL) {
+        e->refs++;
+        pthread_mutex_unlock(&env_lock);
+        *out = e;
+        return 0;
+    }
+    if ((e = calloc(1, sizeof(*e))) == NULL
+        || (e->path = strdup(dir)) == NULL) {
+        free(e);
+        pthread_mutex_unlock(&env_lock);
+        return err_set(errbuf, errlen, ENOMEM, "store %s: out of memory",
+                       dir);
+    }
+    e->dev = sb.st_dev;
+    e->ino = sb.st_ino;
+    e->map_size = map_size;
+    e->rdonly = rdonly;
+    e->refs = 1;
+    pthread_mutex_init(&e->wlock, NULL);
+    if ((rc = env_open_lmdb(e, errbuf, errlen)) != 0) {
+        pthread_mutex_unlock(&env_lock);
+        free(e->path);
+        free(e);
+        return rc;
+    }
+    e->next = env_list;
+    env_list = e;
+    pthread_mutex_unlock(&env_lock);
+    *out = e;
+    return 0;
+}
+
+/* env_check - reopen the environment in a child after fork()
+ *
+ * Every entry point calls this (through the handle) before touching
+ * LMDB.  The fork handler has already closed the inherited MDB_env; here
+ * the child opens its own. */
+
+int
+env_check(struct env *e)
+{
+    int rc = 0;
+
+    if (e->env != NULL && e->pid == getpid())
+        return 0;
+    pthread_mutex_lock(&env_lock);
+    if (e->env != NULL && e->pid != getpid()) {
+        /* No fork handler ran (a raw clone, or vfork semantics): close
+         * the inherited copy now. */
+        mdb_env_close(e->env);
+        e->env = NULL;
+    }
+    if (e->env == NULL)
+        rc = env_open_lmdb(e, NULL, 0);
+    pthread_mutex_unlock(&env_lock);
+    return rc;
+}
+
+/* env_release - drop one reference; close with the last */
+
+void
+env_release(struct env *e)
+{
+    struct env **pp;
+
+    pthread_mutex_lock(&env_lock);
+    if (--e->refs > 0) {
+        pthread_mutex_unlock(&env_lock);
+        return;
+    }
+    for (pp = &env_list; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            break;
+        }
+    pthread_mutex_unlock(&env_lock);
+    if (e->env != NULL)
+        mdb_env_close(e->env);
+    pthread_mutex_destroy(&e->wlock);
+    free(e->path);
+    free(e);
+}

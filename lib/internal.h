@@ -1,0 +1,158 @@
+/* internal.h - declarations shared between the files of libinaudit
+ *
+ * Never installed.  Names here carry a module prefix without "ina_"
+ * (err_, cidr_, env_, store_, ...), so the shared library, which exports
+ * only ^ina_, keeps them private.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#ifndef INA_INTERNAL_H
+#define INA_INTERNAL_H 1
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inaudit.h"
+
+/* error.c */
+
+/* err_set - format a message into a caller's buffer, if there is one
+ *
+ * buf may be NULL (then nothing happens); the text is always terminated.
+ * Returns rc, so that "return err_set(buf, len, rc, ...)" reads well. */
+int err_set(char *buf, size_t len, int rc, const char *fmt, ...)
+    INA_PRINTF(4, 5);
+
+/* cidr.c */
+
+/* cidr_addrlen - bytes of address of a family (4 -> 4, 6 -> 16) */
+static inline unsigned
+cidr_addrlen(int family)
+{
+    return family == 4 ? 4u : 16u;
+}
+
+/* cidr_maxlen - mask length of a host of a family (32 or 128) */
+static inline unsigned
+cidr_maxlen(int family)
+{
+    return family == 4 ? 32u : 128u;
+}
+
+/* cidr_mask - clear every bit of addr past plen */
+void cidr_mask(uint8_t *addr, unsigned alen, unsigned plen);
+
+/* cidr_last - set every bit of addr past plen (last address of a block) */
+void cidr_last(uint8_t *addr, unsigned alen, unsigned plen);
+
+/* env.c */
+
+#include <pthread.h>
+#include <sys/types.h>
+
+#include <lmdb.h>
+
+/* One LMDB environment of this process, shared by every handle on the
+ * same store directory (see env.c). */
+struct env {
+    struct env *next;
+    dev_t dev;                /* registry key: the directory's identity */
+    ino_t ino;
+    char *path;
+    uint64_t map_size;
+    int rdonly;               /* opened by a read-only handle first */
+    int refs;
+    pid_t pid;                /* process that opened env */
+    MDB_env *env;             /* NULL in a child until env_check() */
+    pthread_mutex_t wlock;    /* one write transaction per process */
+    MDB_dbi meta, counts, sessions, owners;
+};
+
+int env_acquire(const char *dir, uint64_t map_size, int rdonly,
+                struct env **out, char *errbuf, size_t errlen);
+int env_check(struct env *e);
+void env_release(struct env *e);
+
+/* store.c */
+
+/* Counter keys: width W (u32 BE) | window number (u32 BE) | family (u8) |
+ * mask length (u8) | address (4 or 16 bytes, BE, host bits zero).  With
+ * memcmp order every block at one granularity of one window is one
+ * contiguous range.  Values are INA_NEVENTS native uint64_t. */
+#define CKEY_HDR 10
+#define CKEY_MAX (CKEY_HDR + 16)
+#define CVAL_SIZE (INA_NEVENTS * sizeof(uint64_t))
+
+/* Session keys: service length (u8) | service | family | mask length |
+ * address.  Owner keys: pid (u32 BE) | process start time (u64 BE) |
+ * service length | service | family | host address. */
+#define SKEY_MAX (1 + INA_SERVICE_MAX + 2 + 16)
+#define OKEY_HDR 12
+#define OKEY_MAX (OKEY_HDR + SKEY_MAX)
+
+/* Distinct monitor widths and how many windows of each are kept. */
+struct store_width {
+    uint32_t width;
+    uint32_t keep;          /* longest history of the monitors of width */
+    uint32_t clean_win;     /* window for which expiry found nothing */
+    int clean;              /* clean_win is valid */
+};
+
+struct ina_store {
+    struct env *env;
+    struct ina_conf *conf;  /* private copy */
+    unsigned flags;
+    pid_t pid;              /* process that last used the handle */
+    uint64_t pstart;        /* its start time (owner records) */
+    pthread_mutex_t lock;   /* one call at a time on a handle */
+    MDB_txn *rtxn;          /* cached read transaction, kept reset */
+    MDB_cursor *rcur[2];    /* its cursors: counts, sessions */
+    ina_clock_fn clock;
+    void *clock_arg;
+    ina_log_fn log;
+    void *log_arg;
+    size_t nwidths;
+    struct store_width widths[INA_MAX_MONITORS];
+    int64_t next_reap;      /* clock time of the next reaping pass */
+    int64_t next_usage;     /* clock time of the next map-use check */
+    int force_level;        /* degradation this process could not store */
+    int logged_level;       /* degradation last logged by this process */
+};
+
+/* A unit of work run inside one write transaction by store_write(). */
+typedef int (*store_txn_fn)(struct ina_store *st, MDB_txn *txn, void *arg);
+
+int store_enter(struct ina_store *st);
+void store_leave(struct ina_store *st);
+int store_write(struct ina_store *st, store_txn_fn fn, void *arg);
+int store_read_begin(struct ina_store *st, MDB_txn **txn);
+void store_read_end(struct ina_store *st);
+size_t store_ckey(uint8_t *key, uint32_t width, uint32_t win, int family,
+                  unsigned plen, const uint8_t *addr);
+size_t store_skey(uint8_t *key, const char *service, size_t slen,
+                  int family, unsigned plen, const uint8_t *addr);
+int store_granularity(const struct ina_conf *conf, int family,
+                      unsigned plen, unsigned *gran, char *errbuf,
+                      size_t errlen);
+size_t store_prefixes(const struct ina_conf *conf, int family,
+                      const uint8_t **list);
+int store_level(struct ina_store *st, MDB_txn *txn);
+uint64_t store_data_pages(struct ina_store *st, MDB_txn *txn);
+uint64_t store_meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name);
+int store_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name,
+                       uint64_t value);
+int store_expire_width(struct ina_store *st, MDB_txn *txn, size_t wi,
+                       uint32_t cur, size_t limit, uint64_t *removed);
+void store_log(struct ina_store *st, int prio, const char *fmt, ...)
+    INA_PRINTF(3, 4);
+int store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
+                  int64_t delta, uint64_t *result);
+
+/* session.c */
+
+int session_reap_txn(struct ina_store *st, MDB_txn *txn, uint64_t *reaped);
+uint64_t session_proc_start(pid_t pid);
+
+#endif /* INA_INTERNAL_H */

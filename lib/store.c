@@ -1,0 +1,1101 @@
+/* store.c - open, record and query: the hot paths of libinaudit
+ *
+ * A handle (struct ina_store) is a private copy of the configuration, a
+ * reference to the process's shared LMDB environment (env.c), one cached
+ * read transaction with its cursors, the clock and the log sink.
+ *
+ * Counters live in the "counts" database, keyed width | window | family |
+ * mask | address (see internal.h), valued with one uint64_t per event.
+ * Monitors of equal width share their counters: the window of a width is
+ * the same whatever the history, and the store keeps the longest history
+ * any monitor of that width asks for.  A record is one write transaction
+ * that adds to the current window's key at every granularity of every
+ * width, so it is all in or all out whenever the process dies.  Expiry
+ * happens in the same transactions: the first writer that sees a window
+ * roll over deletes what no monitor retains, in bounded chunks.  A query
+ * renews the cached read transaction, sums one key or one key range per
+ * window, and resets it: no lock, no system call, no allocation.
+ *
+ * The map is a fixed ceiling.  When it fills (a soft threshold checked
+ * about once a second, or LMDB's MDB_MAP_FULL), the store expires, then
+ * stops counting the finest granularities (degraded mode, recorded in the
+ * meta database so every process follows, logged once) and recovers when
+ * usage falls.  A record never fails for lack of space.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "inaudit.h"
+#include "internal.h"
+
+/* Map use above which the store degrades, and below which it recovers,
+ * in percent of the map. */
+#define STORE_USE_HIGH 90
+#define STORE_USE_LOW 70
+/* Seconds between map-use checks and between reaping passes. */
+#define STORE_USAGE_EVERY 1
+#define STORE_REAP_EVERY 5
+/* Counters deleted by expiry in one record transaction, at most. */
+#define STORE_EXPIRE_CHUNK 2048
+/* Times a transaction is retried after MAP_RESIZED, READERS_FULL. */
+#define STORE_RETRIES 8
+
+/* store_default_clock - wall time, through clock_gettime */
+
+static int64_t
+store_default_clock(void *arg)
+{
+    struct timespec ts;
+
+    (void) arg;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec;
+}
+
+/* store_default_log - operational events go to syslog */
+
+static void
+store_default_log(void *arg, int prio, const char *msg)
+{
+    (void) arg;
+    syslog(prio, "inbound-audit: %s", msg);
+}
+
+/* store_log - report an operational event through the handle's sink */
+
+void
+store_log(struct ina_store *st, int prio, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (st->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    st->log(st->log_arg, prio, msg);
+}
+
+/* put_be32, put_be64, get_be32 - big-endian fields of keys */
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t) (v >> 24);
+    p[1] = (uint8_t) (v >> 16);
+    p[2] = (uint8_t) (v >> 8);
+    p[3] = (uint8_t) v;
+}
+
+static uint32_t
+get_be32(const uint8_t *p)
+{
+    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16
+           | (uint32_t) p[2] << 8 | (uint32_t) p[3];
+}
+
+/* store_ckey - build a counter key; returns its length */
+
+size_t
+store_ckey(uint8_t *key, uint32_t width, uint32_t win, int family,
+           unsigned plen, const uint8_t *addr)
+{
+    unsigned alen = cidr_addrlen(family);
+
+    put_be32(key, width);
+    put_be32(key + 4, win);
+    key[8] = (uint8_t) family;
+    key[9] = (uint8_t) plen;
+    memcpy(key + CKEY_HDR, addr, alen);
+    return CKEY_HDR + alen;
+}
+
+/* store_skey - build a session key; returns its length */
+
+size_t
+store_skey(uint8_t *key, const char *service, size_t slen, int family,
+           unsigned plen, const uint8_t *addr)
+{
+    unsigned alen = cidr_addrlen(family);
+
+    key[0] = (uint8_t) slen;
+    memcpy(key + 1, service, slen);
+    key[1 + slen] = (uint8_t) family;
+    key[2 + slen] = (uint8_t) plen;
+    memcpy(key + 3 + slen, addr, alen);
+    return 3 + slen + alen;
+}
+
+/* store_prefixes - the configured granularities of a family */
+
+size_t
+store_prefixes(const struct ina_conf *conf, int family,
+               const uint8_t **list)
+{
+    if (family == 4) {
+        *list = conf->prefixes4;
+        return conf->nprefixes4;
+    }
+    *list = conf->prefixes6;
+    return conf->nprefixes6;
+}
+
+/* store_granularity - the counters that answer a block of mask plen
+ *
+ * The coarsest configured granularity not coarser than the block: equal
+ * to plen when plen is configured (one key), otherwise the next finer one
+ * (one key range). */
+
+int
+store_granularity(const struct ina_conf *conf, int family, unsigned plen,
+                  unsigned *gran, char *errbuf, size_t errlen)
+{
+    const uint8_t *list;
+    size_t n, i;
+
+    n = store_prefixes(conf, family, &list);
+    if (n == 0)
+        return err_set(errbuf, errlen, INA_ENOFAMILY,
+                       "no IPv%d granularity is configured (ipv%d_prefixes "
+                       "is empty)", family, family);
+    for (i = 0; i < n; i++)
+        if (list[i] >= plen) {
+            *gran = list[i];
+            return 0;
+        }
+    return err_set(errbuf, errlen, INA_ETOOFINE,
+                   "mask /%u is finer than the finest IPv%d granularity "
+                   "/%u", plen, family, (unsigned) list[n - 1]);
+}
+
+/* store_meta_u64 - read a number from the meta database (0 if absent) */
+
+uint64_t
+store_meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name)
+{
+    MDB_val k, v;
+    uint64_t value = 0;
+
+    k.mv_data = (void *) name;
+    k.mv_size = strlen(name);
+    if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size == sizeof(value))
+        memcpy(&value, v.mv_data, sizeof(value));
+    return value;
+}
+
+/* store_meta_put_u64 - write a number into the meta database */
+
+int
+store_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name,
+                   uint64_t value)
+{
+    MDB_val k, v;
+
+    k.mv_data = (void *) name;
+    k.mv_size = strlen(name);
+    v.mv_data = &value;
+    v.mv_size = sizeof(value);
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* store_level - the degradation in force: finest granularities skipped */
+
+int
+store_level(struct ina_store *st, MDB_txn *txn)
+{
+    int level = (int) store_meta_u64(txn, st->env->meta, "degraded");
+
+    return level > st->force_level ? level : st->force_level;
+}
+
+/* store_max_level - the deepest degradation: one granularity left */
+
+static int
+store_max_level(const struct ina_conf *conf)
+{
+    size_t n = conf->nprefixes4 > conf->nprefixes6 ? conf->nprefixes4
+                                                   : conf->nprefixes6;
+
+    return n > 0 ? (int) n - 1 : 0;
+}
+
+/* store_add_u64 - add delta to a uint64 value at key, clamping at 0
+ *
+ * Positions cur at key; updates in place when it exists (same size, so
+ * LMDB overwrites on the copied page), inserts otherwise, deletes when the
+ * result is 0.  *result, if not NULL, gets the new value. */
+
+int
+store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
+              int64_t delta, uint64_t *result)
+{
+    MDB_val k, v;
+    uint64_t value = 0;
+    int rc;
+
+    k.mv_data = (void *) key;
+    k.mv_size = klen;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    if (rc == 0 && v.mv_size == sizeof(value))
+        memcpy(&value, v.mv_data, sizeof(value));
+    else if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (delta < 0)
+        value = (uint64_t) -delta >= value ? 0 : value - (uint64_t) -delta;
+    else
+        value = UINT64_MAX - value < (uint64_t) delta ? UINT64_MAX
+                                                      : value + (uint64_t) delta;
+    if (result != NULL)
+        *result = value;
+    if (value == 0)
+        return rc == 0 ? mdb_cursor_del(cur, 0) : 0;
+    v.mv_data = &value;
+    v.mv_size = sizeof(value);
+    return mdb_cursor_put(cur, &k, &v, rc == 0 ? MDB_CURRENT : 0);
+}
+
+/* store_enter - take the handle for one call
+ *
+ * In a child after fork() the handle forgets the parent's cached
+ * transaction (never aborting it), learns its own pid and start time,
+ * and reopens the environment. */
+
+int
+store_enter(struct ina_store *st)
+{
+    int rc;
+    size_t i;
+
+    if (st->pid != getpid()) {
+        st->rtxn = NULL;
+        st->rcur[0] = st->rcur[1] = NULL;
+        pthread_mutex_init(&st->lock, NULL);
+        st->pid = getpid();
+        st->pstart = session_proc_start(st->pid);
+        st->next_reap = 0;
+        for (i = 0; i < st->nwidths; i++)
+            st->widths[i].clean = 0;
+    }
+    pthread_mutex_lock(&st->lock);
+    if ((rc = env_check(st->env)) != 0)
+        pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* store_leave - release the handle */
+
+void
+store_leave(struct ina_store *st)
+{
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* store_drop_rtxn - abort the cached read transaction (this process's) */
+
+static void
+store_drop_rtxn(struct ina_store *st)
+{
+    if (st->rcur[0] != NULL)
+        mdb_cursor_close(st->rcur[0]);
+    if (st->rcur[1] != NULL)
+        mdb_cursor_close(st->rcur[1]);
+    if (st->rtxn != NULL)
+        mdb_txn_abort(st->rtxn);
+    st->rtxn = NULL;
+    st->rcur[0] = st->rcur[1] = NULL;
+}
+
+/* store_read_begin - a read snapshot, from the cached transaction
+ *
+ * Renewing a reset NOTLS transaction costs a few stores into the
+ * process's own reader slot.  MAP_RESIZED (an operator raised the
+ * ceiling) adopts the new size; READERS_FULL clears stale slots; both
+ * retry a bounded number of times. */
+
+int
+store_read_begin(struct ina_store *st, MDB_txn **txn)
+{
+    MDB_env *env = st->env->env;
+    int rc, tries, dead;
+
+    for (tries = 0; tries < STORE_RETRIES; tries++) {
+        if (st->rtxn != NULL) {
+            rc = mdb_txn_renew(st->rtxn);
+            if (rc == 0) {
+                rc = mdb_cursor_renew(st->rtxn, st->rcur[0]);
+                if (rc == 0)
+                    rc = mdb_cursor_renew(st->rtxn, st->rcur[1]);
+                if (rc == 0) {
+                    *txn = st->rtxn;
+                    return 0;
+                }
+            }
+            store_drop_rtxn(st);
+        } else {
+            rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &st->rtxn);
+            if (rc == 0) {
+                if ((rc = mdb_cursor_open(st->rtxn, st->env->counts,
+                                          &st->rcur[0])) == 0
+                    && (rc = mdb_cursor_open(st->rtxn, st->env->sessions,
+                                             &st->rcur[1])) == 0) {
+                    *txn = st->rtxn;
+                    return 0;
+                }
+                store_drop_rtxn(st);
+            } else {
+                st->rtxn = NULL;
+            }
+        }
+        if (rc == MDB_MAP_RESIZED)
+            mdb_env_set_mapsize(env, 0);
+        else if (rc == MDB_READERS_FULL)
+            mdb_reader_check(env, &dead);
+        else
+            return rc;
+    }
+    return rc;
+}
+
+/* store_read_end - release the snapshot, keeping the handles */
+
+void
+store_read_end(struct ina_store *st)
+{
+    if (st->rtxn != NULL)
+        mdb_txn_reset(st->rtxn);
+}
+
+/* store_data_pages - pages that hold the data of a snapshot
+ *
+ * The sum of the branch, leaf and overflow pages of every tree: the main
+ * database, the freelist and our named databases.  This is the store's
+ * real size.  The file's high-water mark is not: a reader stalled for a
+ * moment pins every page freed meanwhile, and the file grows by that
+ * much without any more data (lmdb.md 4.3), which must not cost the
+ * store its precision.  Such growth meets MDB_MAP_FULL instead. */
+
+uint64_t
+store_data_pages(struct ina_store *st, MDB_txn *txn)
+{
+    MDB_dbi dbis[6];
+    MDB_stat s;
+    uint64_t pages = 0;
+    size_t i;
+
+    dbis[0] = 0;                    /* the freelist */
+    dbis[1] = 1;                    /* the main database */
+    dbis[2] = st->env->meta;
+    dbis[3] = st->env->counts;
+    dbis[4] = st->env->sessions;
+    dbis[5] = st->env->owners;
+    for (i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
+        if (mdb_stat(txn, dbis[i], &s) == 0)
+            pages += s.ms_branch_pages + s.ms_leaf_pages
+                     + s.ms_overflow_pages;
+    return pages;
+}
+
+/* store_check_usage - move the degradation level with map use
+ *
+ * Runs inside a write transaction at most once a second per process. */
+
+static int
+store_check_usage(struct ina_store *st, MDB_txn *txn)
+{
+    MDB_envinfo info;
+    MDB_stat s;
+    uint64_t used, mapsize;
+    int level, rc = 0;
+
+    mdb_env_info(st->env->env, &info);
+    mdb_env_stat(st->env->env, &s);
+    mapsize = info.me_mapsize;
+    used = store_data_pages(st, txn) * s.ms_psize;
+    level = (int) store_meta_u64(txn, st->env->meta, "degraded");
+    if (used * 100 > mapsize * STORE_USE_HIGH
+        && level < store_max_level(st->conf)) {
+        level++;
+        rc = store_meta_put_u64(txn, st->env->meta, "degraded",
+                                (uint64_t) level);
+    } else if (used * 100 < mapsize * STORE_USE_LOW && level > 0) {
+        level--;
+        rc = store_meta_put_u64(txn, st->env->meta, "degraded",
+                                (uint64_t) level);
+    }
+    return rc;
+}
+
+/* store_log_level - log a change of degradation once per process */
+
+static void
+store_log_level(struct ina_store *st, int level)
+{
+    if (level == st->logged_level)
+        return;
+    if (level > st->logged_level)
+        store_log(st, INA_LOG_WARNING,
+                  "store %s: map %s full: degraded to level %d (the %d "
+                  "finest granularities are not counted)",
+                  st->conf->store, level > 0 ? "nearly" : "", level, level);
+    else
+        store_log(st, INA_LOG_NOTICE,
+                  "store %s: map use fell: degradation now level %d%s",
+                  st->conf->store, level,
+                  level == 0 ? " (full precision restored)" : "");
+    st->logged_level = level;
+}
+
+/* store_expire_width - delete windows of one width no monitor keeps
+ *
+ * Keys of width W are ordered by window, so the expired windows (before
+ * cur - keep) are the first keys of W and windows from the future (the
+ * clock stepped back) are the last.  At most limit keys are deleted;
+ * returns 0 and sets the width clean when nothing is left to do,
+ * MDB_INCOMPATIBLE (used as "more to do") when the limit stopped it. */
+
+int
+store_expire_width(struct ina_store *st, MDB_txn *txn, size_t wi,
+                   uint32_t cur, size_t limit, uint64_t *removed)
+{
+    struct store_width *w = &st->widths[wi];
+    uint32_t cutoff = cur > w->keep ? cur - w->keep : 0;
+    uint8_t probe[8];
+    MDB_cursor *c;
+    MDB_val k, v;
+    size_t done = 0;
+    int rc;
+
+    if (w->clean && w->clean_win == cur)
+        return 0;
+    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
+        return rc;
+    /* The old end: from the first key of W up to the cutoff. */
+    put_be32(probe, w->width);
+    put_be32(probe + 4, 0);
+    k.mv_data = probe;
+    k.mv_size = sizeof(probe);
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && done < limit && k.mv_size > 8
+           && get_be32(k.mv_data) == w->width
+           && get_be32((uint8_t *) k.mv_data + 4) < cutoff) {
+        if ((rc = mdb_cursor_del(c, 0)) != 0)
+            goto out;
+        done++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
+        goto out;
+    /* The future end: everything of W after the current window. */
+    if (cur < UINT32_MAX) {
+        put_be32(probe + 4, cur + 1);
+        k.mv_data = probe;
+        k.mv_size = sizeof(probe);
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        while (rc == 0 && done < limit && k.mv_size > 8
+               && get_be32(k.mv_data) == w->width) {
+            if ((rc = mdb_cursor_del(c, 0)) != 0)
+                goto out;
+            done++;
+            rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+        }
+        if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
+            goto out;
+    }
+    if (done < limit) {
+        w->clean = 1;
+        w->clean_win = cur;
+        rc = 0;
+    } else {
+        rc = MDB_INCOMPATIBLE;
+    }
+
+out:
+    mdb_cursor_close(c);
+    if (removed != NULL)
+        *removed += done;
+    return rc;
+}
+
+/* store_relieve - make room after MDB_MAP_FULL
+ *
+ * Clears stale readers, expires everything expirable, and raises the
+ * degradation level by one, in the store if it can still be written,
+ * else in this process.  Returns 0 if something changed, MDB_MAP_FULL if
+ * nothing more can be done. */
+
+static int
+store_relieve(struct ina_store *st, int level_seen)
+{
+    MDB_env *env = st->env->env;
+    MDB_txn *txn;
+    uint64_t removed = 0;
+    int dead, rc, level;
+    uint32_t cur;
+    size_t i;
+    int64_t now = st->clock(st->clock_arg);
+
+    mdb_reader_check(env, &dead);
+    if (mdb_txn_begin(env, NULL, 0, &txn) == 0) {
+        for (i = 0; i < st->nwidths; i++) {
+            st->widths[i].clean = 0;
+            cur = (uint32_t) (now / st->widths[i].width);
+            rc = store_expire_width(st, txn, i, cur, SIZE_MAX, &removed);
+            if (rc != 0)
+                break;
+        }
+        if (mdb_txn_commit(txn) != 0)
+            removed = 0;
+    }
+    level = level_seen + 1;
+    if (level > store_max_level(st->conf))
+        return removed > 0 ? 0 : MDB_MAP_FULL;
+    if (mdb_txn_begin(env, NULL, 0, &txn) == 0) {
+        /* A commit frees the transaction even when it fails. */
+        if (store_meta_put_u64(txn, st->env->meta, "degraded",
+                               (uint64_t) level) != 0)
+            mdb_txn_abort(txn);
+        else if (mdb_txn_commit(txn) == 0) {
+            store_log_level(st, level);
+            return 0;
+        }
+    }
+    st->force_level = level;
+    store_log_level(st, level);
+    return 0;
+}
+
+/* store_maintain - periodic work piggybacked on write transactions */
+
+static int
+store_maintain(struct ina_store *st, MDB_txn *txn, int64_t now)
+{
+    uint64_t reaped = 0;
+    int rc;
+
+    if (now >= st->next_usage) {
+        st->next_usage = now + STORE_USAGE_EVERY;
+        if ((rc = store_check_usage(st, txn)) != 0)
+            return rc;
+    }
+    if (now >= st->next_reap) {
+        st->next_reap = now + STORE_REAP_EVERY;
+        if ((rc = session_reap_txn(st, txn, &reaped)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* store_write - run fn in one write transaction, with the error ladder
+ *
+ * MAP_RESIZED adopts the persisted size and retries; MAP_FULL relieves
+ * the map (expiry, then degradation) and retries until nothing more can
+ * be given up.  The caller holds the handle. */
+
+int
+store_write(struct ina_store *st, store_txn_fn fn, void *arg)
+{
+    MDB_env *env = st->env->env;
+    MDB_txn *txn;
+    int rc, tries, level = 0, dead;
+    size_t i;
+
+    if (st->flags & INA_STORE_RDONLY)
+        return INA_ERDONLY;
+    pthread_mutex_lock(&st->env->wlock);
+    for (tries = 0;; tries++) {
+        rc = mdb_txn_begin(env, NULL, 0, &txn);
+        if (rc == 0) {
+            level = store_level(st, txn);
+            rc = fn(st, txn, arg);
+            if (rc == 0)
+                rc = store_maintain(st, txn, st->clock(st->clock_arg));
+            if (rc == 0) {
+                rc = mdb_txn_commit(txn);
+            } else {
+                mdb_txn_abort(txn);
+            }
+            if (rc == 0) {
+                store_log_level(st, level);
+                break;
+            }
+            /* Whatever the failed transaction believed it expired is
+             * undone. */
+            for (i = 0; i < st->nwidths; i++)
+                st->widths[i].clean = 0;
+        }
+        if (tries >= STORE_RETRIES + store_max_level(st->conf))
+            break;
+        if (rc == MDB_MAP_RESIZED) {
+            mdb_env_set_mapsize(env, 0);
+        } else if (rc == MDB_READERS_FULL) {
+            mdb_reader_check(env, &dead);
+        } else if (rc == MDB_MAP_FULL) {
+            if (store_relieve(st, level) != 0)
+                break;
+        } else {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&st->env->wlock);
+    return rc;
+}
+
+/* ina_store_open - open (or create) the store of a configuration */
+
+int
+ina_store_open(const struct ina_conf *conf, unsigned flags,
+               struct ina_store **storep, char *errbuf, size_t errlen)
+{
+    struct ina_store *st;
+    struct ina_conf *copy;
+    size_t i, j;
+    int rc;
+
+    *storep = NULL;
+    if ((st = calloc(1, sizeof(*st))) == NULL
+        || (copy = malloc(sizeof(*copy))) == NULL) {
+        free(st);
+        return err_set(errbuf, errlen, ENOMEM, "out of memory");
+    }
+    *copy = *conf;
+    copy->file = conf->file ? strdup(conf->file) : NULL;
+    copy->store = strdup(conf->store);
+    copy->cluster_redis = conf->cluster_redis ? strdup(conf->cluster_redis)
+                                              : NULL;
+    copy->cluster_node = conf->cluster_node ? strdup(conf->cluster_node)
+                                            : NULL;
+    st->conf = copy;
+    if (copy->store == NULL
+        || (conf->file != NULL && copy->file == NULL)
+        || (conf->cluster_redis != NULL && copy->cluster_redis == NULL)
+        || (conf->cluster_node != NULL && copy->cluster_node == NULL)) {
+        rc = err_set(errbuf, errlen, ENOMEM, "out of memory");
+        goto fail;
+    }
+    st->flags = flags;
+    st->clock = store_default_clock;
+    st->log = store_default_log;
+    st->pid = getpid();
+    st->pstart = session_proc_start(st->pid);
+    st->logged_level = 0;
+    pthread_mutex_init(&st->lock, NULL);
+    /* Distinct widths, each kept as long as its longest monitor. */
+    for (i = 0; i < conf->nmonitors; i++) {
+        for (j = 0; j < st->nwidths; j++)
+            if (st->widths[j].width == conf->monitors[i].width)
+                break;
+        if (j == st->nwidths) {
+            st->widths[j].width = conf->monitors[i].width;
+            st->nwidths++;
+        }
+        if (conf->monitors[i].history > st->widths[j].keep)
+            st->widths[j].keep = conf->monitors[i].history;
+    }
+    /* Ascending widths keep each record's keys in sorted order. */
+    for (i = 1; i < st->nwidths; i++)
+        for (j = i; j > 0 && st->widths[j - 1].width > st->widths[j].width;
+             j--) {
+            struct store_width t = st->widths[j];
+
+            st->widths[j] = st->widths[j - 1];
+            st->widths[j - 1] = t;
+        }
+    rc = env_acquire(conf->store, conf->map_size,
+                     (flags & INA_STORE_RDONLY) != 0, &st->env, errbuf,
+                     errlen);
+    if (rc != 0)
+        goto fail;
+    if (!(flags & INA_STORE_RDONLY)) {
+        uint64_t reaped;
+
+        /* Reap at open: a restarted MTA subtracts what its dead
+         * predecessors left open. */
+        if ((rc = ina_reap(st, &reaped)) != 0) {
+            err_set(errbuf, errlen, rc, "store %s: %s", conf->store,
+                    ina_strerror(rc));
+            env_release(st->env);
+            goto fail;
+        }
+    }
+    *storep = st;
+    return 0;
+
+fail:
+    ina_conf_free(copy);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+    return rc;
+}
+
+/* ina_store_close - close a handle */
+
+void
+ina_store_close(struct ina_store *st)
+{
+    if (st == NULL)
+        return;
+    if (st->pid == getpid()) {
+        pthread_mutex_lock(&st->lock);
+        if (st->env->env != NULL && st->env->pid == getpid())
+            store_drop_rtxn(st);
+        pthread_mutex_unlock(&st->lock);
+    }
+    /* In a child that never used the handle, the parent's transaction
+     * is simply forgotten. */
+    env_release(st->env);
+    ina_conf_free(st->conf);
+    free(st);
+}
+
+/* ina_store_conf - the configuration of a handle */
+
+const struct ina_conf *
+ina_store_conf(const struct ina_store *st)
+{
+    return st->conf;
+}
+
+/* ina_store_set_clock - replace the clock */
+
+void
+ina_store_set_clock(struct ina_store *st, ina_clock_fn fn, void *arg)
+{
+    size_t i;
+
+    st->clock = fn != NULL ? fn : store_default_clock;
+    st->clock_arg = fn != NULL ? arg : NULL;
+    st->next_reap = st->next_usage = 0;
+    for (i = 0; i < st->nwidths; i++)
+        st->widths[i].clean = 0;
+}
+
+/* ina_store_now - the handle's clock */
+
+int64_t
+ina_store_now(struct ina_store *st)
+{
+    return st->clock(st->clock_arg);
+}
+
+/* ina_store_set_log - where operational events go */
+
+void
+ina_store_set_log(struct ina_store *st, ina_log_fn fn, void *arg)
+{
+    st->log = fn;
+    st->log_arg = arg;
+}
+
+/* store_clock_check - a clock reading usable as a window number */
+
+static int
+store_clock_check(int64_t now)
+{
+    return now < 0 || now > (int64_t) UINT32_MAX ? INA_ECLOCK : 0;
+}
+
+/* What one record adds. */
+struct record_arg {
+    enum ina_event ev;
+    const struct ina_cidr *addr;
+    uint64_t n;
+    int64_t now;
+};
+
+/* record_txn - add one event's counts, then expire a chunk if due */
+
+static int
+record_txn(struct ina_store *st, MDB_txn *txn, void *argp)
+{
+    struct record_arg *a = argp;
+    uint8_t key[CKEY_MAX], addr[16];
+    uint64_t val[INA_NEVENTS];
+    const uint8_t *list;
+    MDB_cursor *c;
+    MDB_val k, v;
+    size_t np, wi, pi;
+    unsigned alen = cidr_addrlen(a->addr->family);
+    uint32_t win;
+    int rc, level;
+
+    /* The clock is read under the writer lock, so transactions see time
+     * in commit order: a writer that waited for the lock across a window
+     * boundary must not take the new window for "the future" and expire
+     * it. */
+    a->now = st->clock(st->clock_arg);
+    if ((rc = store_clock_check(a->now)) != 0)
+        return rc;
+    np = store_prefixes(st->conf, a->addr->family, &list);
+    level = store_level(st, txn);
+    /* Degradation drops the finest granularities, always keeping one. */
+    if ((size_t) level >= np)
+        level = (int) np - 1;
+    np -= (size_t) level;
+    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
+        return rc;
+    /* Widths ascend and masks ascend, so keys come in sorted order and
+     * the cursor walks forward. */
+    for (wi = 0; wi < st->nwidths; wi++) {
+        win = (uint32_t) (a->now / st->widths[wi].width);
+        for (pi = 0; pi < np; pi++) {
+            memcpy(addr, a->addr->addr, alen);
+            cidr_mask(addr, alen, list[pi]);
+            k.mv_size = store_ckey(key, st->widths[wi].width, win,
+                                   a->addr->family, list[pi], addr);
+            k.mv_data = key;
+            rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+            if (rc == 0 && v.mv_size == CVAL_SIZE) {
+                memcpy(val, v.mv_data, CVAL_SIZE);
+            } else if (rc == MDB_NOTFOUND) {
+                memset(val, 0, sizeof(val));
+            } else {
+                rc = rc == 0 ? MDB_CORRUPTED : rc;
+                goto out;
+            }
+            val[a->ev] = UINT64_MAX - val[a->ev] < a->n ? UINT64_MAX
+                                                        : val[a->ev] + a->n;
+            v.mv_data = val;
+            v.mv_size = CVAL_SIZE;
+            if ((rc = mdb_cursor_put(c, &k, &v, rc == 0 ? MDB_CURRENT : 0))
+                != 0)
+                goto out;
+        }
+    }
+    rc = 0;
+
+out:
+    mdb_cursor_close(c);
+    if (rc != 0)
+        return rc;
+    for (wi = 0; wi < st->nwidths; wi++) {
+        win = (uint32_t) (a->now / st->widths[wi].width);
+        rc = store_expire_width(st, txn, wi, win, STORE_EXPIRE_CHUNK, NULL);
+        if (rc == MDB_INCOMPATIBLE)
+            return 0;   /* the next record goes on */
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ina_record - count n events of one kind from one address */
+
+int
+ina_record(struct ina_store *st, enum ina_event ev,
+           const struct ina_cidr *addr, uint64_t n)
+{
+    struct record_arg a;
+    const uint8_t *list;
+    int rc;
+
+    if ((unsigned) ev >= INA_NEVENTS
+        || (addr->family != 4 && addr->family != 6))
+        return addr->family == 0 ? INA_ENOADDR : EINVAL;
+    if (st->flags & INA_STORE_RDONLY)
+        return INA_ERDONLY;
+    if (store_prefixes(st->conf, addr->family, &list) == 0)
+        return INA_ENOFAMILY;
+    if (n == 0)
+        return 0;
+    a.ev = ev;
+    a.addr = addr;
+    a.n = n;
+    if ((rc = store_enter(st)) != 0)
+        return rc;
+    rc = store_write(st, record_txn, &a);
+    if (rc == MDB_MAP_FULL) {
+        /* Nothing more can be given up: the event is lost, and the
+         * loss is counted where the operator will see it. */
+        MDB_txn *txn;
+
+        store_log(st, INA_LOG_ERR,
+                  "store %s: map full at the coarsest granularity: "
+                  "an event was not counted", st->conf->store);
+        if (mdb_txn_begin(st->env->env, NULL, 0, &txn) == 0) {
+            /* A commit frees the transaction even when it fails. */
+            if (store_meta_put_u64(txn, st->env->meta, "dropped",
+                                   store_meta_u64(txn, st->env->meta,
+                                                  "dropped") + 1) == 0)
+                mdb_txn_commit(txn);
+            else
+                mdb_txn_abort(txn);
+        }
+        rc = 0;
+    }
+    store_leave(st);
+    return rc;
+}
+
+/* store_sum - sum values over one key or one key range
+ *
+ * The keys are those of prefix pfx (plen_off bytes, followed by an
+ * address of alen bytes) from lo to hi inclusive; with exact, lo only.
+ * field selects the uint64 of each value. */
+
+static int
+store_sum(MDB_cursor *c, const uint8_t *pfx, size_t pfxlen,
+          const uint8_t *lo, const uint8_t *hi, unsigned alen, int exact,
+          size_t field, uint64_t *sum)
+{
+    uint8_t key[SKEY_MAX + CKEY_MAX];
+    uint64_t x;
+    MDB_val k, v;
+    int rc;
+
+    memcpy(key, pfx, pfxlen);
+    memcpy(key + pfxlen, lo, alen);
+    k.mv_data = key;
+    k.mv_size = pfxlen + alen;
+    rc = mdb_cursor_get(c, &k, &v, exact ? MDB_SET_KEY : MDB_SET_RANGE);
+    while (rc == 0) {
+        if (k.mv_size != pfxlen + alen || memcmp(k.mv_data, pfx, pfxlen) != 0
+            || memcmp((uint8_t *) k.mv_data + pfxlen, hi, alen) > 0)
+            break;
+        if (v.mv_size >= (field + 1) * sizeof(x)) {
+            memcpy(&x, (uint8_t *) v.mv_data + field * sizeof(x), sizeof(x));
+            *sum = UINT64_MAX - *sum < x ? UINT64_MAX : *sum + x;
+        }
+        if (exact)
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* ina_query - total of an event for a block over a range of windows */
+
+int
+ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
+          const struct ina_cidr *block, uint32_t startv, uint32_t endv,
+          unsigned flags, uint64_t *count, char *errbuf, size_t errlen)
+{
+    const struct ina_monitor *mon;
+    uint8_t pfx[CKEY_MAX], lo[16], hi[16];
+    unsigned gran, alen;
+    uint64_t sum = 0;
+    int64_t now;
+    uint32_t cur, i;
+    MDB_txn *txn;
+    int rc;
+
+    *count = 0;
+    if ((unsigned) ev >= INA_NEVENTS)
+        return err_set(errbuf, errlen, INA_EBADEVENT, "no such event %d",
+                       (int) ev);
+    if (flags & INA_QUERY_CLUSTER)
+        return err_set(errbuf, errlen, INA_ENOCLUSTER,
+                       "cluster metrics are not configured");
+    if ((rc = ina_conf_find_monitor(st->conf, monitor, &mon, errbuf,
+                                    errlen)) != 0)
+        return rc;
+    if (startv > endv)
+        return err_set(errbuf, errlen, INA_EWINDOW,
+                       "window range %u..%u is empty: startv is greater "
+                       "than endv", startv, endv);
+    if (endv > mon->history)
+        return err_set(errbuf, errlen, INA_EWINDOW,
+                       "window %u out of range for monitor %s (valid: "
+                       "0..%u)", endv, mon->name, mon->history);
+    if (block->family != 4 && block->family != 6)
+        return err_set(errbuf, errlen, INA_ENOADDR,
+                       "a bare mask needs the current connection's address");
+    if ((rc = store_granularity(st->conf, block->family, block->plen, &gran,
+                                errbuf, errlen)) != 0)
+        return rc;
+    alen = cidr_addrlen(block->family);
+    memcpy(lo, block->addr, alen);
+    cidr_mask(lo, alen, block->plen);
+    memcpy(hi, lo, alen);
+    cidr_last(hi, alen, block->plen);
+    cidr_mask(hi, alen, gran);
+    if ((rc = store_enter(st)) != 0)
+        return err_set(errbuf, errlen, rc, "store %s: %s", st->conf->store,
+                       ina_strerror(rc));
+    now = st->clock(st->clock_arg);
+    if ((rc = store_clock_check(now)) != 0) {
+        store_leave(st);
+        return err_set(errbuf, errlen, rc, "clock reads %lld",
+                       (long long) now);
+    }
+    cur = (uint32_t) (now / mon->width);
+    if ((rc = store_read_begin(st, &txn)) == 0) {
+        for (i = startv; i <= endv && i <= cur && rc == 0; i++) {
+            store_ckey(pfx, mon->width, cur - i, block->family, gran, lo);
+            rc = store_sum(st->rcur[0], pfx, CKEY_HDR, lo, hi, alen,
+                           gran == block->plen, (size_t) ev, &sum);
+        }
+        store_read_end(st);
+    }
+    store_leave(st);
+    if (rc != 0)
+        return err_set(errbuf, errlen, rc, "store %s: %s", st->conf->store,
+                       ina_strerror(rc));
+    *count = sum;
+    return 0;
+}
+
+/* ina_session_count - sessions open now from a block to a service */
+
+int
+ina_session_count(struct ina_store *st, const struct ina_cidr *block,
+                  const char *service, uint64_t *count, char *errbuf,
+                  size_t errlen)
+{
+    uint8_t pfx[SKEY_MAX], lo[16], hi[16];
+    unsigned gran, alen;
+    size_t slen, pfxlen;
+    uint64_t sum = 0;
+    MDB_txn *txn;
+    int rc;
+
+    *count = 0;
+    if (service == NULL)
+        service = "SMTP";
+    slen = strlen(service);
+    if (slen == 0 || slen > INA_SERVICE_MAX)
+        return err_set(errbuf, errlen, INA_EBADSERVICE,
+                       "service name \"%.40s\" must be 1 to %d characters",
+                       service, INA_SERVICE_MAX);
+    if (block->family != 4 && block->family != 6)
+        return err_set(errbuf, errlen, INA_ENOADDR,
+                       "a bare mask needs the current connection's address");
+    if ((rc = store_granularity(st->conf, block->family, block->plen, &gran,
+                                errbuf, errlen)) != 0)
+        return rc;
+    alen = cidr_addrlen(block->family);
+    memcpy(lo, block->addr, alen);
+    cidr_mask(lo, alen, block->plen);
+    memcpy(hi, lo, alen);
+    cidr_last(hi, alen, block->plen);
+    cidr_mask(hi, alen, gran);
+    pfxlen = store_skey(pfx, service, slen, block->family, gran, lo) - alen;
+    if ((rc = store_enter(st)) != 0)
+        return err_set(errbuf, errlen, rc, "store %s: %s", st->conf->store,
+                       ina_strerror(rc));
+    if ((rc = store_read_begin(st, &txn)) == 0) {
+        rc = store_sum(st->rcur[1], pfx, pfxlen, lo, hi, alen,
+                       gran == block->plen, 0, &sum);
+        store_read_end(st);
+    }
+    store_leave(st);
+    if (rc != 0)
+        return err_set(errbuf, errlen, rc, "store %s: %s", st->conf->store,
+                       ina_strerror(rc));
+    *count = sum;
+    return 0;
+}

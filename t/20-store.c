@@ -1,0 +1,384 @@
+/* 20-store.c - the store: open, record, query, sessions, clear, walk, top
+ *
+ * Every count asserted here is known from what the test recorded, under
+ * a clock the test holds still, so a wrong key, a wrong range scan or a
+ * lost increment shows as a wrong number.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lmdb.h>
+
+#include "basic.h"
+#include "inatest.h"
+
+/* An hour boundary, so every sample width starts a window here. */
+#define T0 1700002800
+
+static int64_t now = T0;
+
+/* q - a query that must succeed */
+
+static uint64_t
+q(struct ina_store *st, enum ina_event ev, const char *mon,
+  const char *cidr, uint32_t a, uint32_t b)
+{
+    struct ina_cidr c = test_addr(cidr);
+    uint64_t n = 0;
+    char err[256];
+    int rc;
+
+    rc = ina_query(st, ev, mon, &c, a, b, 0, &n, err, sizeof(err));
+    if (rc != 0) {
+        diag("query %s %s: %s", mon, cidr, err);
+        return UINT64_MAX;
+    }
+    return n;
+}
+
+/* rec - record n events or bail */
+
+static void
+rec(struct ina_store *st, enum ina_event ev, const char *addr, uint64_t n)
+{
+    struct ina_cidr c = test_addr(addr);
+    int rc = ina_record(st, ev, &c, n);
+
+    if (rc != 0)
+        bail("record %s: %s", addr, ina_strerror(rc));
+}
+
+/* sessions - the gauge of a block */
+
+static uint64_t
+sessions(struct ina_store *st, const char *cidr, const char *svc)
+{
+    struct ina_cidr c = test_addr(cidr);
+    uint64_t n = 0;
+    char err[256];
+
+    if (ina_session_count(st, &c, svc, &n, err, sizeof(err)) != 0) {
+        diag("session count %s: %s", cidr, err);
+        return UINT64_MAX;
+    }
+    return n;
+}
+
+struct walk_sum {
+    uint64_t counters, gauges, conn;
+};
+
+static int
+walk_counter(void *arg, const struct ina_counter *c)
+{
+    struct walk_sum *w = arg;
+
+    w->counters++;
+    w->conn += c->count[INA_CONNECTION];
+    return 0;
+}
+
+static int
+walk_gauge(void *arg, const struct ina_gauge *g)
+{
+    struct walk_sum *w = arg;
+
+    w->gauges += g->count;
+    return 0;
+}
+
+static int
+walk_load(void *arg, const struct ina_counter *c)
+{
+    return ina_load_counter(arg, c);
+}
+
+static int
+walk_load_gauge(void *arg, const struct ina_gauge *g)
+{
+    return ina_load_gauge(arg, g);
+}
+
+int
+main(void)
+{
+    struct ina_conf *conf, *conf2;
+    struct ina_store *st, *ro, *st2;
+    struct ina_cidr c;
+    struct ina_stat s;
+    struct ina_top_entry top[8];
+    struct walk_sum ws;
+    struct ina_walker w;
+    struct stat sb;
+    char err[512], path[1024];
+    uint64_t n, total, removed;
+    size_t nt;
+    int rc;
+
+    plan_lazy();
+
+    conf = test_conf("store", NULL);
+    st = test_open(conf);
+    ina_store_set_clock(st, test_clock, &now);
+
+    /* Creation: directory 0750, files 0660, format record. */
+    ok(stat(conf->store, &sb) == 0 && (sb.st_mode & 07777) == 0750,
+       "store directory is created 0750");
+    snprintf(path, sizeof(path), "%s/data.mdb", conf->store);
+    ok(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0660,
+       "data.mdb is created 0660");
+    snprintf(path, sizeof(path), "%s/lock.mdb", conf->store);
+    ok(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0660,
+       "lock.mdb is created 0660");
+    rc = ina_store_stat(st, &s);
+    is_int(0, rc, "0 from stat of a new store");
+    is_uint(INA_FORMAT_VERSION, s.format_version,
+            "format version %d is recorded", INA_FORMAT_VERSION);
+    is_uint(0, s.counters, "0 counters in a new store");
+
+    /* IPv4 at every configured granularity. */
+    rec(st, INA_CONNECTION, "192.0.2.1", 1);
+    rec(st, INA_CONNECTION, "192.0.2.1", 2);
+    rec(st, INA_CONNECTION, "192.0.2.77", 4);
+    rec(st, INA_CONNECTION, "192.0.3.5", 8);
+    rec(st, INA_RECEPTION, "192.0.2.1", 16);
+    rec(st, INA_REJECTION, "192.0.2.77", 32);
+    is_uint(3, q(st, INA_CONNECTION, "60,10", "192.0.2.1", 0, 0),
+            "3 connections from 192.0.2.1 (a /32 lookup)");
+    is_uint(7, q(st, INA_CONNECTION, "60,10", "192.0.2.0/24", 0, 0),
+            "7 connections from 192.0.2.0/24 (a /24 lookup)");
+    is_uint(15, q(st, INA_CONNECTION, "300,12", "192.0.0.0/16", 0, 0),
+            "15 connections from 192.0.0.0/16 (a /16 lookup)");
+    is_uint(15, q(st, INA_CONNECTION, "3600,24", "192.0.0.0/22", 0, 0),
+            "15 connections from 192.0.0.0/22 (a /24 range)");
+    is_uint(7, q(st, INA_CONNECTION, "60,10", "192.0.2.0/25", 0, 0),
+            "7 connections from 192.0.2.0/25 (a /32 range)");
+    is_uint(3, q(st, INA_CONNECTION, "60,10", "192.0.2.0/26", 0, 0),
+            "3 connections from 192.0.2.0/26 (77 is outside)");
+    is_uint(4, q(st, INA_CONNECTION, "60,10", "192.0.2.64/26", 0, 0),
+            "4 connections from 192.0.2.64/26");
+    is_uint(15, q(st, INA_CONNECTION, "60,10", "0.0.0.0/0", 0, 0),
+            "15 connections from 0.0.0.0/0 (a /16 range)");
+    is_uint(7, q(st, INA_CONNECTION, "60,10", "192.0.2.99/24", 0, 0),
+            "host bits of the block are ignored");
+    is_uint(16, q(st, INA_RECEPTION, "60,10", "192.0.2.0/24", 0, 0),
+            "16 receptions, counted apart from connections");
+    is_uint(32, q(st, INA_REJECTION, "60,10", "192.0.0.0/16", 0, 0),
+            "32 rejections");
+    is_uint(0, q(st, INA_REJECTION, "60,10", "192.0.2.1", 0, 0),
+            "0 rejections from a host that had none");
+    is_uint(3, q(st, INA_CONNECTION, "60, 10", "::ffff:192.0.2.1", 0, 0),
+            "an IPv4-mapped address and \"60, 10\" find the same counter");
+    is_uint(7, q(st, INA_CONNECTION, "60,10", "::ffff:192.0.2.0/120", 0, 0),
+            "a mapped /120 is the IPv4 /24");
+
+    /* IPv6. */
+    rec(st, INA_CONNECTION, "2001:db8::1", 1);
+    rec(st, INA_CONNECTION, "2001:db8::2", 10);
+    rec(st, INA_CONNECTION, "2001:db8:0:1::1", 100);
+    rec(st, INA_CONNECTION, "2001:db8:1::1", 1000);
+    is_uint(1, q(st, INA_CONNECTION, "60,10", "2001:db8::1", 0, 0),
+            "1 connection from 2001:db8::1");
+    is_uint(11, q(st, INA_CONNECTION, "60,10", "2001:db8::/64", 0, 0),
+            "11 connections from 2001:db8::/64");
+    is_uint(111, q(st, INA_CONNECTION, "60,10", "[2001:db8::]/48", 0, 0),
+            "111 from [2001:db8::]/48");
+    is_uint(1111, q(st, INA_CONNECTION, "60,10", "2001:db8::/32", 0, 0),
+            "1111 from 2001:db8::/32 (a /48 range)");
+    is_uint(111, q(st, INA_CONNECTION, "60,10", "2001:db8::/56", 0, 0),
+            "111 from 2001:db8::/56 (a /64 range)");
+    is_uint(11, q(st, INA_CONNECTION, "60,10", "2001:db8::/120", 0, 0),
+            "11 from 2001:db8::/120 (a /128 range)");
+    is_uint(15, q(st, INA_CONNECTION, "60,10", "0.0.0.0/0", 0, 0),
+            "IPv6 events do not count for IPv4");
+
+    /* Errors, with messages that say what is valid. */
+    c = test_addr("192.0.2.1");
+    rc = ina_query(st, INA_CONNECTION, "61,1", &c, 0, 0, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_ENOMONITOR, rc, "unknown monitor is INA_ENOMONITOR");
+    like(err, "60,10 300,12 3600,24", "...and the message lists them");
+    rc = ina_query(st, INA_CONNECTION, "sixty", &c, 0, 0, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_EBADMONITOR, rc, "malformed monitor is INA_EBADMONITOR");
+    rc = ina_query(st, INA_CONNECTION, "60,10", &c, 0, 11, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_EWINDOW, rc, "window 11 of 60,10 is INA_EWINDOW");
+    like(err, "0..10", "...and the message gives the range 0..10");
+    rc = ina_query(st, INA_CONNECTION, "60,10", &c, 2, 1, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_EWINDOW, rc, "startv > endv is INA_EWINDOW");
+    rc = ina_query(st, INA_CONNECTION, "60,10", &c, 0, 10, 0, &n, err,
+                   sizeof(err));
+    is_int(0, rc, "window 10 of 60,10 is valid (current plus 10)");
+    rc = ina_query(st, INA_CONNECTION, "60,10", &c, 0, 0, INA_QUERY_CLUSTER,
+                   &n, err, sizeof(err));
+    is_int(INA_ENOCLUSTER, rc, "cluster query without cluster config");
+    like(err, "cluster metrics are not configured", "...says so");
+    c = test_addr("/24");
+    rc = ina_query(st, INA_CONNECTION, "60,10", &c, 0, 0, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_ENOADDR, rc, "a bare mask is INA_ENOADDR for the store");
+    conf2 = test_conf("v4only", "monitors = {\"60,1\"}\n"
+                                "ipv4_prefixes = {24}\n"
+                                "ipv6_prefixes = {}\n");
+    st2 = test_open(conf2);
+    c = test_addr("192.0.2.1");
+    rc = ina_query(st2, INA_CONNECTION, "60,1", &c, 0, 0, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_ETOOFINE, rc, "a /32 with /24 counters is INA_ETOOFINE");
+    like(err, "/24", "...and the message names the finest /24");
+    c = test_addr("2001:db8::1");
+    is_int(INA_ENOFAMILY, ina_record(st2, INA_CONNECTION, &c, 1),
+           "recording IPv6 with no IPv6 prefixes is INA_ENOFAMILY");
+    ina_store_close(st2);
+    ina_conf_free(conf2);
+
+    /* Sessions. */
+    c = test_addr("198.51.100.7");
+    is_int(0, ina_session_open(st, &c, NULL), "open a session");
+    is_int(0, ina_session_open(st, &c, NULL), "open another");
+    is_int(0, ina_session_open(st, &c, "Control"), "open one to Control");
+    is_uint(2, sessions(st, "198.51.100.7", "SMTP"),
+            "2 SMTP sessions open from the host");
+    is_uint(2, sessions(st, "198.51.100.0/24", NULL),
+            "2 from its /24 (SMTP is the default)");
+    is_uint(1, sessions(st, "198.51.100.0/24", "Control"),
+            "1 to Control");
+    is_uint(0, sessions(st, "198.51.100.0/24", "smtp"),
+            "service names are case-sensitive");
+    is_int(0, ina_session_close(st, &c, NULL), "close one");
+    is_uint(1, sessions(st, "198.51.100.0/28", NULL), "1 left");
+    is_int(0, ina_session_close(st, &c, NULL), "close the last");
+    is_int(0, ina_session_close(st, &c, NULL), "a close too many is fine");
+    is_uint(0, sessions(st, "198.51.100.0/16", NULL),
+            "...and the gauge stays at 0");
+    c = test_addr("198.51.100.7");
+    is_int(INA_EBADSERVICE, ina_session_open(st, &c, ""),
+           "an empty service is refused");
+
+    /* Read-only handle: sees everything, writes nothing. */
+    rc = ina_store_open(conf, INA_STORE_RDONLY, &ro, err, sizeof(err));
+    is_int(0, rc, "read-only open of the same store in the same process");
+    if (rc == 0) {
+        ina_store_set_clock(ro, test_clock, &now);
+        is_uint(7, q(ro, INA_CONNECTION, "60,10", "192.0.2.0/24", 0, 0),
+                "the read-only handle reads the same totals");
+        c = test_addr("192.0.2.1");
+        is_int(INA_ERDONLY, ina_record(ro, INA_CONNECTION, &c, 1),
+               "and cannot record");
+        ina_store_close(ro);
+    }
+
+    /* Top. */
+    rc = ina_top(st, INA_CONNECTION, "60,10", 4, 32, 0, 0, top, 8, &nt,
+                 &total, err, sizeof(err));
+    is_int(0, rc, "top /32");
+    is_uint(3, nt, "3 IPv4 hosts");
+    is_uint(15, total, "total 15");
+    ok(nt == 3 && top[0].count == 8 && top[1].count == 4
+           && top[2].count == 3,
+       "largest first: 8 4 3");
+    rc = ina_top(st, INA_CONNECTION, "60,10", 4, 24, 0, 0, top, 1, &nt,
+                 &total, err, sizeof(err));
+    ok(rc == 0 && nt == 1 && top[0].count == 8,
+       "top /24 with k=1: 192.0.3.0/24 with 8");
+    rc = ina_top(st, INA_CONNECTION, "60,10", 4, 23, 0, 0, top, 8, &nt,
+                 &total, err, sizeof(err));
+    ok(rc == 0 && nt == 1 && top[0].count == 15,
+       "top /23 (unconfigured) sums the /24s: one block of 15");
+    rc = ina_top(st, INA_CONNECTION, "60,10", 6, 48, 0, 0, top, 8, &nt,
+                 &total, err, sizeof(err));
+    ok(rc == 0 && nt == 2 && top[0].count == 1000 && top[1].count == 111,
+       "top IPv6 /48: 1000 then 111");
+
+    /* Walk, then load into a fresh store: identical answers. */
+    memset(&ws, 0, sizeof(ws));
+    w.counter = walk_counter;
+    w.gauge = walk_gauge;
+    w.arg = &ws;
+    is_int(0, ina_walk(st, &w), "walk the store");
+    is_uint(45, ws.counters,
+            "45 counter records: (6 IPv4 + 9 IPv6 prefixes) x 3 widths");
+    is_uint(135 + 9999, ws.conn,
+            "their connections sum to 15 and 1111, x 3 grains x 3 widths");
+    is_uint(3, ws.gauges, "the open Control session at 3 grains");
+    conf2 = test_conf("copy", NULL);
+    st2 = test_open(conf2);
+    ina_store_set_clock(st2, test_clock, &now);
+    w.counter = walk_load;
+    w.gauge = walk_load_gauge;
+    w.arg = st2;
+    is_int(0, ina_walk(st, &w), "load every record into a new store");
+    is_uint(q(st, INA_CONNECTION, "60,10", "0.0.0.0/0", 0, 0),
+            q(st2, INA_CONNECTION, "60,10", "0.0.0.0/0", 0, 0),
+            "the copy answers the same IPv4 total");
+    is_uint(q(st, INA_REJECTION, "300,12", "192.0.2.77", 0, 0),
+            q(st2, INA_REJECTION, "300,12", "192.0.2.77", 0, 0),
+            "and the same host rejections");
+    is_uint(q(st, INA_CONNECTION, "3600,24", "2001:db8::/32", 0, 0),
+            q(st2, INA_CONNECTION, "3600,24", "2001:db8::/32", 0, 0),
+            "and the same IPv6 total");
+    ina_store_close(st2);
+    ina_conf_free(conf2);
+
+    /* Clear a block: its counters go, and coarser totals drop by it. */
+    c = test_addr("192.0.2.0/24");
+    rc = ina_clear(st, &c, &removed);
+    is_int(0, rc, "clear 192.0.2.0/24");
+    ok(removed > 0, "clear says it removed %llu records",
+       (unsigned long long) removed);
+    is_uint(0, q(st, INA_CONNECTION, "60,10", "192.0.2.0/24", 0, 0),
+            "the /24 reads 0");
+    is_uint(0, q(st, INA_CONNECTION, "60,10", "192.0.2.1", 0, 0),
+            "its hosts read 0");
+    is_uint(8, q(st, INA_CONNECTION, "60,10", "192.0.0.0/16", 0, 0),
+            "the /16 lost exactly the /24's 7");
+    is_uint(8, q(st, INA_CONNECTION, "3600,24", "192.0.3.0/24", 0, 0),
+            "the neighbour /24 keeps its 8");
+    is_uint(0, q(st, INA_REJECTION, "60,10", "192.0.0.0/16", 0, 0),
+            "the /16's rejections (all from the block) are 0");
+    rc = ina_clear(st, NULL, &removed);
+    is_int(0, rc, "clear everything");
+    is_uint(0, q(st, INA_CONNECTION, "60,10", "2001:db8::/32", 0, 0),
+            "IPv6 reads 0 after clear --all");
+    is_int(0, ina_store_stat(st, &s), "stat after clear");
+    is_uint(0, s.counters, "0 counters after clear --all");
+
+    /* A bad format version is refused with advice. */
+    ina_store_close(st);
+    {
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        MDB_val k, v;
+        uint32_t version = 99;
+
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 8) != 0
+            || mdb_env_open(env, conf->store, 0, 0660) != 0
+            || mdb_txn_begin(env, NULL, 0, &txn) != 0
+            || mdb_dbi_open(txn, "meta", 0, &dbi) != 0)
+            bail("cannot open the store with LMDB directly");
+        k.mv_data = (void *) "format";
+        k.mv_size = 6;
+        v.mv_data = &version;
+        v.mv_size = sizeof(version);
+        if (mdb_put(txn, dbi, &k, &v, 0) != 0 || mdb_txn_commit(txn) != 0)
+            bail("cannot write the format record");
+        mdb_env_close(env);
+    }
+    rc = ina_store_open(conf, 0, &st, err, sizeof(err));
+    is_int(INA_EVERSION, rc, "a store of format 99 is refused");
+    like(err, "format version 99", "...and the message names the version");
+    like(err, "move it aside", "...and says what to do");
+    ina_conf_free(conf);
+    return 0;
+}

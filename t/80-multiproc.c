@@ -1,0 +1,169 @@
+/* 80-multiproc.c - many processes recording and querying one store
+ *
+ * Eight writers record 20,000 events each while a ninth process queries
+ * the totals as they grow.  Half the writers use the handle the parent
+ * opened before fork() (the child reopens the environment by itself), the
+ * other half open their own.  At the end every total must be exact: no
+ * increment lost, none counted twice.  A child's result is its exit
+ * status; children never print TAP.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include <config.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tap/basic.h"
+#include "tap/inatest.h"
+
+#define WRITERS 8
+#define EVENTS 20000
+#define HOSTS 100
+
+/* test_log_stderr - the store's log as diagnostics */
+
+static void
+test_log_stderr(void *arg, int prio, const char *msg)
+{
+    (void) arg;
+    fprintf(stderr, "# log %d: %s\n", prio, msg);
+}
+
+/* writer - record EVENTS connections (and every 4th a reception) */
+
+static int
+writer(struct ina_store *st, int id)
+{
+    struct ina_cidr c;
+    char addr[32];
+    int j, rc;
+
+    for (j = 0; j < EVENTS; j++) {
+        snprintf(addr, sizeof(addr), "10.0.%d.%d", id, j % HOSTS);
+        c = test_addr(addr);
+        if ((rc = ina_record(st, INA_CONNECTION, &c, 1)) != 0)
+            return 10;
+        if (j % 4 == 0 && (rc = ina_record(st, INA_RECEPTION, &c, 1)) != 0)
+            return 11;
+    }
+    return 0;
+}
+
+/* reader - query the total until the writers are done
+ *
+ * The total must never go down and never exceed what can be written. */
+
+static int
+reader(const struct ina_conf *conf)
+{
+    struct ina_store *st;
+    struct ina_cidr c = test_addr("10.0.0.0/16");
+    uint64_t n, last = 0;
+    long queries = 0;
+    char err[256];
+
+    alarm(240);
+    if (ina_store_open(conf, INA_STORE_RDONLY, &st, err, sizeof(err)) != 0)
+        return 20;
+    for (;;) {
+        if (ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                      sizeof(err)) != 0)
+            return 21;
+        if (n < last || n > (uint64_t) WRITERS * EVENTS)
+            return 22;
+        last = n;
+        queries++;
+        if (n == (uint64_t) WRITERS * EVENTS)
+            break;
+    }
+    ina_store_close(st);
+    return queries > 0 ? 0 : 23;
+}
+
+int
+main(void)
+{
+    struct ina_conf *conf;
+    struct ina_store *st, *own;
+    struct ina_cidr c;
+    pid_t pids[WRITERS + 1];
+    uint64_t n;
+    char err[256], addr[32];
+    int i, status, rc, bad;
+
+    plan_lazy();
+    conf = test_conf("store", NULL);
+    st = test_open(conf);
+    alarm(300);
+
+    /* Use the handle once before fork, so the children inherit a live
+     * environment and a cached read transaction. */
+    c = test_addr("10.0.0.0/16");
+    if (ina_query(st, INA_CONNECTION, "60,10", &c, 0, 0, 0, &n, err,
+                  sizeof(err)) != 0)
+        bail("%s", err);
+
+    if ((pids[WRITERS] = fork()) == 0)
+        _exit(reader(conf));
+    for (i = 0; i < WRITERS; i++) {
+        if ((pids[i] = fork()) < 0)
+            sysbail("fork");
+        if (pids[i] == 0) {
+            if (i % 2 == 0)
+                _exit(writer(st, i));
+            if (ina_store_open(conf, 0, &own, err, sizeof(err)) != 0)
+                _exit(30);
+            ina_store_set_log(own, getenv("INA_TEST_LOG") ? test_log_stderr : NULL, NULL);
+            rc = writer(own, i);
+            ina_store_close(own);
+            _exit(rc);
+        }
+    }
+    bad = 0;
+    for (i = 0; i < WRITERS; i++) {
+        if (waitpid(pids[i], &status, 0) != pids[i])
+            sysbail("waitpid");
+        if (!is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : 100 +
+                    WTERMSIG(status), "writer %d (%s handle) exits 0", i,
+                    i % 2 == 0 ? "inherited" : "own"))
+            bad++;
+    }
+    if (waitpid(pids[WRITERS], &status, 0) != pids[WRITERS])
+        sysbail("waitpid");
+    is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : 100,
+           "the reader saw totals only grow, up to the exact end");
+
+    /* Exact totals, read by the parent's pre-fork handle. */
+    c = test_addr("10.0.0.0/16");
+    rc = ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                   sizeof(err));
+    is_uint((uint64_t) WRITERS * EVENTS, n,
+            "%d connections in total", WRITERS * EVENTS);
+    rc = ina_query(st, INA_RECEPTION, "3600,24", &c, 0, 1, 0, &n, err,
+                   sizeof(err));
+    is_uint((uint64_t) WRITERS * EVENTS / 4, n, "%d receptions in total",
+            WRITERS * EVENTS / 4);
+    for (i = 0; i < WRITERS; i++) {
+        snprintf(addr, sizeof(addr), "10.0.%d.0/24", i);
+        c = test_addr(addr);
+        rc = ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                       sizeof(err));
+        is_uint(EVENTS, n, "writer %d's /24 has exactly %d", i, EVENTS);
+        snprintf(addr, sizeof(addr), "10.0.%d.%d", i, i * 7 % HOSTS);
+        c = test_addr(addr);
+        rc = ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                       sizeof(err));
+        is_uint(EVENTS / HOSTS, n, "and host %s exactly %d", addr,
+                EVENTS / HOSTS);
+    }
+    (void) rc;
+    ina_store_close(st);
+    ina_conf_free(conf);
+    return 0;
+}
