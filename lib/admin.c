@@ -196,6 +196,8 @@ ina_expire(struct ina_store *st, uint64_t *removed)
         return INA_ERDONLY;
     if ((rc = store_enter(st)) != 0)
         return rc;
+    /* The handle's own pending events first. */
+    (void) batch_flush(st);
     do {
         if ((rc = store_write(st, expire_txn, &a)) != 0)
             break;
@@ -470,6 +472,8 @@ ina_clear(struct ina_store *st, const struct ina_cidr *block,
     }
     if ((rc = store_enter(st)) != 0)
         return rc;
+    /* The handle's own pending events first. */
+    (void) batch_flush(st);
     rc = store_write(st, clear_txn, &a);
     store_leave(st);
     free(a.parts);
@@ -552,6 +556,8 @@ ina_store_stat(struct ina_store *st, struct ina_stat *out)
     memset(out, 0, sizeof(*out));
     if ((rc = store_enter(st)) != 0)
         return rc;
+    /* The handle's own pending events first. */
+    (void) batch_flush(st);
     env = st->env->env;
     mdb_reader_check(env, &dead);
     out->readers_stale = (uint32_t) dead;
@@ -605,6 +611,8 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
 
     if ((rc = store_enter(st)) != 0)
         return rc;
+    /* The handle's own pending events first. */
+    (void) batch_flush(st);
     if ((rc = store_read_begin(st, &txn)) != 0) {
         store_leave(st);
         return rc;
@@ -813,6 +821,8 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
     memset(zero, 0, sizeof(zero));
     if ((rc = store_enter(st)) != 0)
         return err_set(errbuf, errlen, rc, "%s", ina_strerror(rc));
+    /* The handle's own pending events first. */
+    (void) batch_flush(st);
     now = st->clock(st->clock_arg);
     if (now < 0 || now > (int64_t) UINT32_MAX) {
         store_leave(st);

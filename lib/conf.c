@@ -67,6 +67,7 @@
 #define DEF_STORE "/var/lib/inbound-audit"
 #define DEF_MAP_SIZE "1G"
 #define DEF_REDIS "127.0.0.1:6379"
+#define DEF_FLUSH_DELAY INA_FLUSH_DELAY_DEFAULT
 static char def_monitors[] = "{\"60,10\", \"300,12\", \"3600,24\"}";
 static char def_ipv4_prefixes[] = "{32, 24, 16}";
 static char def_ipv6_prefixes[] = "{128, 64, 48}";
@@ -85,6 +86,9 @@ static const char conf_default_text[] =
     "    # Ceiling of the memory map: bytes, or a number with K, M, G or "
     "T.\n"
     "    map_size = \"1G\"\n"
+    "    # Milliseconds a record may be buffered before it is applied "
+    "(0 to 1000).\n"
+    "    flush_delay = 10\n"
     "    # Monitors \"W,N\": windows of W seconds, N past windows kept.\n"
     "    monitors = {\"60,10\", \"300,12\", \"3600,24\"}\n"
     "    # Prefix lengths counted for every IPv4 event (0 to 32).\n"
@@ -123,6 +127,7 @@ static struct conf_parse *conf_current;
 
 static int conf_check_store(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_map_size(cfg_t *cfg, cfg_opt_t *opt);
+static int conf_check_flush_delay(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_monitors(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_prefixes(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_redis(cfg_t *cfg, cfg_opt_t *opt);
@@ -144,6 +149,7 @@ static cfg_opt_t conf_cluster_opts[] = {
 static cfg_opt_t conf_section_opts[] = {
     CFG_STR("store", DEF_STORE, CFGF_NONE),
     CFG_STR("map_size", DEF_MAP_SIZE, CFGF_NONE),
+    CFG_INT("flush_delay", DEF_FLUSH_DELAY, CFGF_NONE),
     CFG_STR_LIST("monitors", def_monitors, CFGF_NONE),
     CFG_INT_LIST_CB("ipv4_prefixes", def_ipv4_prefixes, CFGF_NONE,
                     conf_parse_prefix),
@@ -166,6 +172,7 @@ static const struct {
     {"inbound_audit", conf_check_section},
     {"inbound_audit|store", conf_check_store},
     {"inbound_audit|map_size", conf_check_map_size},
+    {"inbound_audit|flush_delay", conf_check_flush_delay},
     {"inbound_audit|monitors", conf_check_monitors},
     {"inbound_audit|ipv4_prefixes", conf_check_prefixes},
     {"inbound_audit|ipv6_prefixes", conf_check_prefixes},
@@ -342,6 +349,21 @@ conf_check_map_size(cfg_t *cfg, cfg_opt_t *opt)
                   "bytes (%lluK)", conf_quote(s, q),
                   (unsigned long long) INA_MAP_SIZE_MIN,
                   (unsigned long long) (INA_MAP_SIZE_MIN / 1024));
+        return -1;
+    }
+    return 0;
+}
+
+/* conf_check_flush_delay - the flush delay is 0 to 1000 ms */
+
+static int
+conf_check_flush_delay(cfg_t *cfg, cfg_opt_t *opt)
+{
+    long v = cfg_opt_getnint(opt, 0);
+
+    if (v < 0 || v > INA_FLUSH_DELAY_MAX) {
+        cfg_error(cfg, "flush_delay: %ld is out of range 0..%d "
+                  "(milliseconds)", v, INA_FLUSH_DELAY_MAX);
         return -1;
     }
     return 0;
@@ -783,6 +805,7 @@ conf_build(cfg_t *sec, const char *name, struct ina_conf **confp,
         goto nomem;
     if (conf_size_parse(cfg_getstr(sec, "map_size"), &conf->map_size) != 0)
         goto invalid;
+    conf->flush_delay = (uint32_t) cfg_getint(sec, "flush_delay");
     conf->nmonitors = cfg_size(sec, "monitors");
     for (i = 0; i < conf->nmonitors; i++)
         if (ina_monitor_parse(cfg_getnstr(sec, "monitors", (unsigned) i),

@@ -69,6 +69,8 @@ env_atfork_child(void)
             e->env = NULL;
         }
         pthread_mutex_init(&e->wlock, NULL);
+        pthread_mutex_init(&e->block, NULL);
+        batch_forget(e);
     }
 }
 
@@ -312,6 +314,7 @@ env_acquire(const char *dir, uint64_t map_size, int rdonly,
     e->rdonly = rdonly;
     e->refs = 1;
     pthread_mutex_init(&e->wlock, NULL);
+    pthread_mutex_init(&e->block, NULL);
     if ((rc = env_open_lmdb(e, errbuf, errlen)) != 0) {
         pthread_mutex_unlock(&env_lock);
         free(e->path);
@@ -351,6 +354,19 @@ env_check(struct env *e)
     return rc;
 }
 
+/* env_last_ref - is this the process's last handle on the store? */
+
+int
+env_last_ref(struct env *e)
+{
+    int last;
+
+    pthread_mutex_lock(&env_lock);
+    last = e->refs == 1;
+    pthread_mutex_unlock(&env_lock);
+    return last;
+}
+
 /* env_release - drop one reference; close with the last */
 
 void
@@ -372,6 +388,8 @@ env_release(struct env *e)
     if (e->env != NULL)
         mdb_env_close(e->env);
     pthread_mutex_destroy(&e->wlock);
+    pthread_mutex_destroy(&e->block);
+    batch_forget(e);
     free(e->path);
     free(e);
 }

@@ -233,6 +233,10 @@ const char *ina_event_name(enum ina_event ev);
 /* Default and smallest map size ceilings, bytes. */
 #define INA_MAP_SIZE_DEFAULT (1024ull * 1024 * 1024)
 #define INA_MAP_SIZE_MIN (1024ull * 1024)
+/* Default and largest flush delay, milliseconds (0: every record is its
+ * own transaction). */
+#define INA_FLUSH_DELAY_DEFAULT 10
+#define INA_FLUSH_DELAY_MAX 1000
 /* Longest service name of the session gauge. */
 #define INA_SERVICE_MAX 32
 
@@ -244,6 +248,7 @@ struct ina_conf {
     char *file;          /* where it was read from, or "(builtin)" */
     char *store;         /* absolute directory of the LMDB environment */
     uint64_t map_size;   /* ceiling of the memory map, bytes */
+    uint32_t flush_delay; /* ms a record may wait before it is applied */
     size_t nmonitors;
     struct ina_monitor monitors[INA_MAX_MONITORS];
     size_t nprefixes4;
@@ -388,19 +393,36 @@ void ina_store_set_log(struct ina_store *st, ina_log_fn fn, void *arg)
  *
  * Adds n to the current window's counter of addr's prefix, at every
  * configured granularity of its family, for every monitor width.  addr's
- * mask is ignored: it is the host address.  The addition is one LMDB
- * transaction: it is entirely in the store when the call returns 0, and a
- * process killed during the call leaves either all of it or none.
+ * mask is ignored: it is the host address.
+ *
+ * With a flush delay (flush_delay > 0, the default), the event is first
+ * appended to the handle's journal, a file mapped in the store directory,
+ * and added to the handle's pending counts; the pending counts are applied
+ * in one transaction when the delay has passed (checked by every call on
+ * the handle), at a window boundary, when the buffer is full, by
+ * ina_flush() and by ina_store_close() (and at exit()).  Queries on the
+ * same handle see pending counts at once; other handles and processes see
+ * them within the delay, provided the handle is used or flushed.  If the
+ * process dies, the next process that writes applies its journal: nothing
+ * whose call returned is lost, and at most the call in flight is added.
+ * With flush_delay = 0 the event is one LMDB transaction of its own.
  *
  * A full map never fails the call: the store expires old windows, then
  * counts at coarser granularities only (degraded mode, logged once and
  * shown by ina_store_stat()).
  *
  * Returns 0, INA_ERDONLY, INA_ENOFAMILY (the family has no granularity;
- * nothing is counted), INA_ECLOCK, EINVAL, or an LMDB code on I/O error. */
+ * nothing is counted), INA_ENOADDR, INA_ECLOCK, EINVAL, an errno value if
+ * the journal cannot be created, or an LMDB code on I/O error. */
 int ina_record(struct ina_store *st, enum ina_event ev,
                const struct ina_cidr *addr, uint64_t n)
     INA_NONNULL(1, 3) INA_WUR;
+
+/* ina_flush - apply the handle's pending events now
+ *
+ * For hosts' idle loops, and before a process hands work to another that
+ * must see it.  Returns 0, or an LMDB code. */
+int ina_flush(struct ina_store *st) INA_NONNULL(1) INA_WUR;
 
 /* Flags of ina_query(). */
 /* Read the cluster-wide table instead of this node's counts. */

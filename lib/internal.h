@@ -50,6 +50,8 @@ void cidr_last(uint8_t *addr, unsigned alen, unsigned plen);
 /* env.c */
 
 #include <pthread.h>
+
+struct batch;
 #include <sys/types.h>
 
 #include <lmdb.h>
@@ -67,12 +69,15 @@ struct env {
     pid_t pid;                /* process that opened env */
     MDB_env *env;             /* NULL in a child until env_check() */
     pthread_mutex_t wlock;    /* one write transaction per process */
+    pthread_mutex_t block;    /* guards batch */
+    struct batch *batch;      /* the process's buffered events (batch.c) */
     MDB_dbi meta, counts, sessions, owners;
 };
 
 int env_acquire(const char *dir, uint64_t map_size, int rdonly,
                 struct env **out, char *errbuf, size_t errlen);
 int env_check(struct env *e);
+int env_last_ref(struct env *e);
 void env_release(struct env *e);
 
 /* store.c */
@@ -119,6 +124,9 @@ struct ina_store {
     int64_t next_usage;     /* clock time of the next map-use check */
     int force_level;        /* degradation this process could not store */
     int logged_level;       /* degradation last logged by this process */
+    char **gone;            /* journals to unlink after the commit */
+    size_t ngone;
+    struct ina_store *next; /* the process's open handles */
 };
 
 /* A unit of work run inside one write transaction by store_write(). */
@@ -150,9 +158,29 @@ void store_log(struct ina_store *st, int prio, const char *fmt, ...)
 int store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
                   int64_t delta, uint64_t *result);
 
+void store_count_dropped(struct ina_store *st, uint64_t n);
+int store_expire_due(struct ina_store *st, MDB_txn *txn, int64_t now);
+
 /* session.c */
 
 int session_reap_txn(struct ina_store *st, MDB_txn *txn, uint64_t *reaped);
 uint64_t session_proc_start(pid_t pid);
+int session_alive(pid_t pid, uint64_t start);
+
+/* batch.c */
+
+struct batch;
+
+int batch_record(struct ina_store *st, enum ina_event ev,
+                 const struct ina_cidr *addr, uint64_t n);
+int batch_flush(struct ina_store *st);
+int batch_due(struct ina_store *st);
+uint64_t batch_pending(struct ina_store *st, const uint8_t *key, size_t klen,
+                       int ev);
+int batch_has_pending(const struct ina_store *st);
+void batch_forget(struct env *e);
+int batch_retire(struct ina_store *st);
+int batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
+                    size_t *ngone, uint64_t *replayed);
 
 #endif /* INA_INTERNAL_H */

@@ -63,7 +63,7 @@ session_proc_start(pid_t pid)
 
 /* session_alive - is the process that wrote an owner record alive? */
 
-static int
+int
 session_alive(pid_t pid, uint64_t start)
 {
     uint64_t now;

@@ -54,6 +54,39 @@
 /* Times a transaction is retried after MAP_RESIZED, READERS_FULL. */
 #define STORE_RETRIES 8
 
+/* The process's open handles, flushed at exit(). */
+static pthread_mutex_t store_list_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t store_exit_once = PTHREAD_ONCE_INIT;
+static struct ina_store *store_list;
+
+/* store_exit_flush - apply every handle's pending events at exit() */
+
+static void
+store_exit_flush(void)
+{
+    struct ina_store *st;
+
+    pthread_mutex_lock(&store_list_lock);
+    for (st = store_list; st != NULL; st = st->next) {
+        if (st->pid != getpid())
+            continue;
+        if (pthread_mutex_trylock(&st->lock) != 0)
+            continue;
+        if (env_check(st->env) == 0)
+            (void) batch_retire(st);
+        pthread_mutex_unlock(&st->lock);
+    }
+    pthread_mutex_unlock(&store_list_lock);
+}
+
+/* store_exit_init - register the exit flush once */
+
+static void
+store_exit_init(void)
+{
+    atexit(store_exit_flush);
+}
+
 /* store_default_clock - wall time, through clock_gettime */
 
 static int64_t
@@ -579,6 +612,23 @@ store_relieve(struct ina_store *st, int level_seen)
     return 0;
 }
 
+/* store_unlink_gone - remove the journals a committed sweep applied */
+
+static void
+store_unlink_gone(struct ina_store *st, int committed)
+{
+    size_t i;
+
+    for (i = 0; i < st->ngone; i++) {
+        if (committed)
+            unlink(st->gone[i]);
+        free(st->gone[i]);
+    }
+    free(st->gone);
+    st->gone = NULL;
+    st->ngone = 0;
+}
+
 /* store_maintain - periodic work piggybacked on write transactions */
 
 static int
@@ -593,9 +643,22 @@ store_maintain(struct ina_store *st, MDB_txn *txn, int64_t now)
             return rc;
     }
     if (now >= st->next_reap) {
+        uint64_t replayed = 0;
+
         st->next_reap = now + STORE_REAP_EVERY;
         if ((rc = session_reap_txn(st, txn, &reaped)) != 0)
             return rc;
+        /* Journals of dead processes: their events are applied here,
+         * their files removed after the commit. */
+        store_unlink_gone(st, 0);
+        if ((rc = batch_sweep_txn(st, txn, &st->gone, &st->ngone,
+                                  &replayed)) != 0)
+            return rc;
+        if (replayed > 0)
+            store_log(st, INA_LOG_NOTICE,
+                      "store %s: applied %llu event(s) journaled by dead "
+                      "processes", st->conf->store,
+                      (unsigned long long) replayed);
     }
     return 0;
 }
@@ -631,8 +694,10 @@ store_write(struct ina_store *st, store_txn_fn fn, void *arg)
             }
             if (rc == 0) {
                 store_log_level(st, level);
+                store_unlink_gone(st, 1);
                 break;
             }
+            store_unlink_gone(st, 0);
             /* Whatever the failed transaction believed it expired is
              * undone. */
             for (i = 0; i < st->nwidths; i++)
@@ -732,6 +797,11 @@ ina_store_open(const struct ina_conf *conf, unsigned flags,
             goto fail;
         }
     }
+    pthread_once(&store_exit_once, store_exit_init);
+    pthread_mutex_lock(&store_list_lock);
+    st->next = store_list;
+    store_list = st;
+    pthread_mutex_unlock(&store_list_lock);
     *storep = st;
     return 0;
 
@@ -747,16 +817,32 @@ fail:
 void
 ina_store_close(struct ina_store *st)
 {
+    struct ina_store **pp;
+
     if (st == NULL)
         return;
+    pthread_mutex_lock(&store_list_lock);
+    for (pp = &store_list; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    pthread_mutex_unlock(&store_list_lock);
     if (st->pid == getpid()) {
+        /* Pending events are applied; with the process's last handle on
+         * the store, the journal is removed. */
         pthread_mutex_lock(&st->lock);
-        if (st->env->env != NULL && st->env->pid == getpid())
+        if (env_check(st->env) == 0) {
+            if (env_last_ref(st->env))
+                (void) batch_retire(st);
+            else
+                (void) batch_flush(st);
             store_drop_rtxn(st);
+        }
         pthread_mutex_unlock(&st->lock);
     }
-    /* In a child that never used the handle, the parent's transaction
-     * is simply forgotten. */
+    /* In a child that never used the handle, the parent's transaction is
+     * simply forgotten (and its batch was dropped at fork). */
     env_release(st->env);
     ina_conf_free(st->conf);
     free(st);
@@ -882,11 +968,23 @@ out:
     mdb_cursor_close(c);
     if (rc != 0)
         return rc;
+    return store_expire_due(st, txn, a->now);
+}
+
+/* store_expire_due - expire a bounded chunk where a window rolled over */
+
+int
+store_expire_due(struct ina_store *st, MDB_txn *txn, int64_t now)
+{
+    size_t wi;
+    int rc;
+
     for (wi = 0; wi < st->nwidths; wi++) {
-        win = (uint32_t) (a->now / st->widths[wi].width);
-        rc = store_expire_width(st, txn, wi, win, STORE_EXPIRE_CHUNK, NULL);
+        rc = store_expire_width(st, txn, wi,
+                                (uint32_t) (now / st->widths[wi].width),
+                                STORE_EXPIRE_CHUNK, NULL);
         if (rc == MDB_INCOMPATIBLE)
-            return 0;   /* the next record goes on */
+            return 0;   /* the next transaction goes on */
         if (rc != 0)
             return rc;
     }
@@ -917,26 +1015,52 @@ ina_record(struct ina_store *st, enum ina_event ev,
     a.n = n;
     if ((rc = store_enter(st)) != 0)
         return rc;
-    rc = store_write(st, record_txn, &a);
-    if (rc == MDB_MAP_FULL) {
-        /* Nothing more can be given up: the event is lost, and the
-         * loss is counted where the operator will see it. */
-        MDB_txn *txn;
-
-        store_log(st, INA_LOG_ERR,
-                  "store %s: map full at the coarsest granularity: "
-                  "an event was not counted", st->conf->store);
-        if (mdb_txn_begin(st->env->env, NULL, 0, &txn) == 0) {
-            /* A commit frees the transaction even when it fails. */
-            if (store_meta_put_u64(txn, st->env->meta, "dropped",
-                                   store_meta_u64(txn, st->env->meta,
-                                                  "dropped") + 1) == 0)
-                mdb_txn_commit(txn);
-            else
-                mdb_txn_abort(txn);
+    if (st->conf->flush_delay > 0) {
+        rc = batch_record(st, ev, addr, n);
+    } else {
+        rc = store_write(st, record_txn, &a);
+        if (rc == MDB_MAP_FULL) {
+            /* Nothing more can be given up: the event is lost, and the
+             * loss is counted where the operator will see it. */
+            store_log(st, INA_LOG_ERR,
+                      "store %s: map full at the coarsest granularity: "
+                      "an event was not counted", st->conf->store);
+            store_count_dropped(st, 1);
+            rc = 0;
         }
-        rc = 0;
     }
+    store_leave(st);
+    return rc;
+}
+
+/* store_count_dropped - count events lost to a full map, best effort */
+
+void
+store_count_dropped(struct ina_store *st, uint64_t n)
+{
+    MDB_txn *txn;
+
+    if (mdb_txn_begin(st->env->env, NULL, 0, &txn) != 0)
+        return;
+    /* A commit frees the transaction even when it fails. */
+    if (store_meta_put_u64(txn, st->env->meta, "dropped",
+                           store_meta_u64(txn, st->env->meta, "dropped")
+                               + n) == 0)
+        mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+}
+
+/* ina_flush - apply the handle's pending events now */
+
+int
+ina_flush(struct ina_store *st)
+{
+    int rc;
+
+    if ((rc = store_enter(st)) != 0)
+        return rc;
+    rc = batch_flush(st);
     store_leave(st);
     return rc;
 }
@@ -1033,11 +1157,23 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
                        (long long) now);
     }
     cur = (uint32_t) (now / mon->width);
-    if ((rc = store_read_begin(st, &txn)) == 0) {
+    /* The handle's own pending events count at once: a range query sees
+     * them applied, a single key adds them from the pending table. */
+    if ((rc = batch_due(st)) == 0 && gran != block->plen
+        && batch_has_pending(st))
+        rc = batch_flush(st);
+    if (rc == 0 && (rc = store_read_begin(st, &txn)) == 0) {
         for (i = startv; i <= endv && i <= cur && rc == 0; i++) {
-            store_ckey(pfx, mon->width, cur - i, block->family, gran, lo);
+            size_t klen = store_ckey(pfx, mon->width, cur - i,
+                                     block->family, gran, lo);
+
             rc = store_sum(st->rcur[0], pfx, CKEY_HDR, lo, hi, alen,
                            gran == block->plen, (size_t) ev, &sum);
+            if (gran == block->plen) {
+                uint64_t x = batch_pending(st, pfx, klen, (int) ev);
+
+                sum = UINT64_MAX - sum < x ? UINT64_MAX : sum + x;
+            }
         }
         store_read_end(st);
     }

@@ -1,0 +1,237 @@
+/* 22-batch.c - buffered recording: visibility, flushes, journal replay
+ *
+ * With a flush delay long enough that no flush happens by time during
+ * the test, every flush here is one the test causes: a query that needs
+ * the store, ina_flush(), a window boundary, close, exit().  What other
+ * processes see is read by a forked child (a child drops its parent's
+ * pending events at fork, so it sees only the store); a second handle in
+ * the same process shares the process's pending events.  Then the
+ * journal's promise is checked: a writer SIGKILLed with events pending
+ * loses none of them, and nothing is ever applied twice.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include <config.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tap/basic.h"
+#include "tap/inatest.h"
+
+#define T0 1700002800
+
+static int64_t now = T0;
+
+/* q - connections of a block in window range a..b, through handle st */
+
+static uint64_t
+q(struct ina_store *st, const char *cidr, uint32_t a, uint32_t b)
+{
+    struct ina_cidr c = test_addr(cidr);
+    uint64_t n;
+    char err[256];
+
+    if (ina_query(st, INA_CONNECTION, "60,10", &c, a, b, 0, &n, err,
+                  sizeof(err)) != 0) {
+        diag("%s", err);
+        return UINT64_MAX;
+    }
+    return n;
+}
+
+/* other - the same query as another process sees it: from a child */
+
+static uint64_t
+other(struct ina_store *st, const char *cidr, uint32_t a, uint32_t b)
+{
+    uint64_t n = UINT64_MAX;
+    int fds[2], status;
+    pid_t pid;
+
+    if (pipe(fds) != 0)
+        sysbail("pipe");
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        n = q(st, cidr, a, b);
+        _exit(write(fds[1], &n, sizeof(n)) == sizeof(n) ? 0 : 1);
+    }
+    close(fds[1]);
+    if (read(fds[0], &n, sizeof(n)) != sizeof(n))
+        n = UINT64_MAX;
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    return n;
+}
+
+/* rec - record n single connections from addr */
+
+static int
+rec(struct ina_store *st, const char *addr, int n)
+{
+    struct ina_cidr c = test_addr(addr);
+    int i;
+
+    for (i = 0; i < n; i++)
+        if (ina_record(st, INA_CONNECTION, &c, 1) != 0)
+            return -1;
+    return 0;
+}
+
+/* journals - journal files in the store directory */
+
+static int
+journals(const char *dir)
+{
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, "journal.", 8) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+int
+main(void)
+{
+    struct ina_conf *conf;
+    struct ina_store *a, *b;
+    int status, fds[2];
+    uint64_t reaped;
+    pid_t pid;
+    char c;
+
+    plan_lazy();
+    conf = test_conf("store", "flush_delay = 1000\n"
+                              "monitors = {\"60,10\"}\n"
+                              "ipv4_prefixes = {32, 24}\n"
+                              "ipv6_prefixes = {128}\n");
+    a = test_open(conf);
+    b = test_open(conf);
+    ina_store_set_clock(a, test_clock, &now);
+    ina_store_set_clock(b, test_clock, &now);
+
+    /* Read-your-writes, and buffering seen from another handle. */
+    ok(rec(a, "192.0.2.1", 5) == 0, "record 5 on handle A");
+    is_uint(5, q(a, "192.0.2.1", 0, 0), "A sees its 5 at once");
+    is_uint(5, q(a, "192.0.2.0/24", 0, 0), "A sees them in its /24 too");
+    is_int(1, journals(conf->store), "A has a journal file");
+    is_uint(5, q(b, "192.0.2.1", 0, 0),
+            "handle B of the same process shares the pending 5");
+    is_uint(0, other(b, "192.0.2.0/24", 0, 0),
+            "another process does not see them yet: they are buffered");
+    is_uint(5, q(a, "192.0.2.0/25", 0, 0),
+            "a range query on A (a /25 over /32s) sees the 5");
+    is_uint(5, other(b, "192.0.2.0/24", 0, 0),
+            "...because it applied them: another process sees 5");
+    ok(rec(a, "192.0.2.1", 3) == 0, "record 3 more on A");
+    is_uint(5, other(b, "192.0.2.1", 0, 0),
+            "another process still sees 5");
+    is_int(0, ina_flush(a), "ina_flush(A)");
+    is_uint(8, other(b, "192.0.2.1", 0, 0),
+            "another process sees 8 after the flush");
+    is_uint(8, q(a, "192.0.2.1", 0, 0), "and A is not counting twice");
+
+    /* A window boundary flushes the closed window. */
+    ok(rec(a, "192.0.2.2", 4) == 0, "record 4 from .2");
+    now = T0 + 60;
+    ok(rec(a, "192.0.2.3", 1) == 0, "record 1 from .3 a window later");
+    is_uint(4, other(b, "192.0.2.2", 1, 1),
+            "another process sees the closed window's 4 in window 1");
+    is_uint(0, other(b, "192.0.2.3", 0, 0),
+            "but not yet the new window's event");
+    is_uint(1, q(a, "192.0.2.3", 0, 0), "which A sees");
+
+    /* Close applies and removes the journal. */
+    ina_store_close(a);
+    is_uint(1, other(b, "192.0.2.3", 0, 0),
+            "closing A applied the pending event");
+    is_int(1, journals(conf->store), "the journal stays while B is open");
+    ina_store_close(b);
+    is_int(0, journals(conf->store),
+           "closing the last handle removed the journal");
+    b = test_open(conf);
+    ina_store_set_clock(b, test_clock, &now);
+
+    /* SIGKILL with events pending: the journal brings them in. */
+    if (pipe(fds) != 0)
+        sysbail("pipe");
+    if ((pid = fork()) == 0) {
+        struct ina_store *k = test_open(conf);
+
+        ina_store_set_clock(k, test_clock, &now);
+        if (rec(k, "198.51.100.9", 100) != 0)
+            _exit(1);
+        /* Every call returned: tell the parent, then wait to be
+         * killed with all 100 pending. */
+        if (write(fds[1], "x", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    ok(read(fds[0], &c, 1) == 1, "the child recorded 100, all pending");
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+       "the child was SIGKILLed");
+    close(fds[0]);
+    is_uint(0, q(b, "198.51.100.9", 0, 0),
+            "its events are not in the store yet");
+    is_int(1, journals(conf->store), "its journal is left behind");
+    is_int(0, ina_reap(b, &reaped), "another process writes (reaps)");
+    is_uint(100, q(b, "198.51.100.9", 0, 0),
+            "all 100 are applied from the dead child's journal");
+    is_int(0, journals(conf->store), "and the journal is gone");
+    is_int(0, ina_reap(b, &reaped), "reap again");
+    is_uint(100, q(b, "198.51.100.9", 0, 0), "still 100: never twice");
+
+    /* exit() applies pending events. */
+    if ((pid = fork()) == 0) {
+        struct ina_store *k = test_open(conf);
+
+        ina_store_set_clock(k, test_clock, &now);
+        exit(rec(k, "198.51.100.10", 50) == 0 ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           "a child recorded 50 and called exit() without closing");
+    is_uint(50, q(b, "198.51.100.10", 0, 0),
+            "the exit flush applied all 50");
+    is_int(0, journals(conf->store), "and left no journal");
+
+    /* A handle with pending events inherited across fork: the child's
+     * copy of the parent's pending events is not applied twice. */
+    a = test_open(conf);
+    ina_store_set_clock(a, test_clock, &now);
+    ok(rec(a, "203.0.113.5", 7) == 0, "parent records 7 on A, pending");
+    if ((pid = fork()) == 0) {
+        int rc = rec(a, "203.0.113.5", 3);
+
+        _exit(rc == 0 && ina_flush(a) == 0 ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           "the child recorded 3 on the inherited A and flushed");
+    is_uint(3, other(b, "203.0.113.5", 0, 0),
+            "another process sees the child's 3 only");
+    is_int(0, ina_flush(a), "the parent flushes");
+    is_uint(10, other(b, "203.0.113.5", 0, 0),
+            "another process sees 7 + 3 = 10");
+    ina_store_close(a);
+    ina_store_close(b);
+    ina_conf_free(conf);
+    return 0;
+}
