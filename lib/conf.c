@@ -1069,6 +1069,12 @@ ina_conf_find_monitor(const struct ina_conf *conf, const char *name,
     size_t i;
     int rc;
 
+    /* The canonical name, as policies mostly write it, needs no parse. */
+    for (i = 0; i < conf->nmonitors; i++)
+        if (strcmp(conf->monitors[i].name, name) == 0) {
+            *mon = &conf->monitors[i];
+            return 0;
+        }
     rc = ina_monitor_parse(name, &m, msg, sizeof msg);
     if (rc == 0)
         for (i = 0; i < conf->nmonitors; i++)

@@ -46,6 +46,9 @@
 #define ENV_OPEN_TRIES 5
 
 static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
+/* This process's pid, kept by the fork handler: glibc does not cache
+ * getpid(), and every entry point compares it. */
+static pid_t env_mypid;
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 static struct env *env_list;
 
@@ -63,6 +66,7 @@ env_atfork_child(void)
     struct env *e;
 
     pthread_mutex_init(&env_lock, NULL);
+    env_mypid = getpid();
     for (e = env_list; e != NULL; e = e->next) {
         if (e->env != NULL) {
             mdb_env_close(e->env);
@@ -79,7 +83,21 @@ env_atfork_child(void)
 static void
 env_init_once(void)
 {
+    env_mypid = getpid();
     pthread_atfork(NULL, NULL, env_atfork_child);
+}
+
+/* env_pid - this process's pid, without a system call
+ *
+ * Kept by the fork handler, so a child made by fork() sees its own.  A
+ * child made without the handlers running (a raw clone(2)) is not
+ * supported, as LMDB itself does not support it. */
+
+pid_t
+env_pid(void)
+{
+    pthread_once(&env_once, env_init_once);
+    return env_mypid;
 }
 
 /* env_mkdir - create the store directory, mode 0750, if it is missing */
@@ -261,7 +279,7 @@ env_open_lmdb(struct env *e, char *errbuf, size_t errlen)
     }
     /* Clear reader slots left by processes that died. */
     mdb_reader_check(e->env, &dead);
-    e->pid = getpid();
+    e->pid = env_pid();
     if ((rc = env_open_dbis(e, errbuf, errlen)) != 0) {
         mdb_env_close(e->env);
         e->env = NULL;
@@ -339,10 +357,10 @@ env_check(struct env *e)
 {
     int rc = 0;
 
-    if (e->env != NULL && e->pid == getpid())
+    if (e->env != NULL && e->pid == env_pid())
         return 0;
     pthread_mutex_lock(&env_lock);
-    if (e->env != NULL && e->pid != getpid()) {
+    if (e->env != NULL && e->pid != env_pid()) {
         /* No fork handler ran (a raw clone, or vfork semantics): close
          * the inherited copy now. */
         mdb_env_close(e->env);

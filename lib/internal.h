@@ -78,6 +78,7 @@ int env_acquire(const char *dir, uint64_t map_size, int rdonly,
                 struct env **out, char *errbuf, size_t errlen);
 int env_check(struct env *e);
 int env_last_ref(struct env *e);
+pid_t env_pid(void);
 void env_release(struct env *e);
 
 /* store.c */

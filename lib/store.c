@@ -68,7 +68,7 @@ store_exit_flush(void)
 
     pthread_mutex_lock(&store_list_lock);
     for (st = store_list; st != NULL; st = st->next) {
-        if (st->pid != getpid())
+        if (st->pid != env_pid())
             continue;
         if (pthread_mutex_trylock(&st->lock) != 0)
             continue;
@@ -314,11 +314,11 @@ store_enter(struct ina_store *st)
     int rc;
     size_t i;
 
-    if (st->pid != getpid()) {
+    if (st->pid != env_pid()) {
         st->rtxn = NULL;
         st->rcur[0] = st->rcur[1] = NULL;
         pthread_mutex_init(&st->lock, NULL);
-        st->pid = getpid();
+        st->pid = env_pid();
         st->pstart = session_proc_start(st->pid);
         st->next_reap = 0;
         for (i = 0; i < st->nwidths; i++)
@@ -755,7 +755,7 @@ ina_store_open(const struct ina_conf *conf, unsigned flags,
     st->flags = flags;
     st->clock = store_default_clock;
     st->log = store_default_log;
-    st->pid = getpid();
+    st->pid = env_pid();
     st->pstart = session_proc_start(st->pid);
     st->logged_level = 0;
     pthread_mutex_init(&st->lock, NULL);
@@ -828,7 +828,7 @@ ina_store_close(struct ina_store *st)
             break;
         }
     pthread_mutex_unlock(&store_list_lock);
-    if (st->pid == getpid()) {
+    if (st->pid == env_pid()) {
         /* Pending events are applied; with the process's last handle on
          * the store, the journal is removed. */
         pthread_mutex_lock(&st->lock);
