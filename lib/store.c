@@ -46,6 +46,9 @@
  * in percent of the map. */
 #define STORE_USE_HIGH 90
 #define STORE_USE_LOW 70
+/* Seconds a level reached by an overflow (MDB_MAP_FULL) is held before
+ * map use may lift it. */
+#define STORE_FULL_HOLD 60
 /* Seconds between map-use checks and between reaping passes. */
 #define STORE_USAGE_EVERY 1
 #define STORE_REAP_EVERY 5
@@ -465,11 +468,17 @@ store_check_usage(struct ina_store *st, MDB_txn *txn)
         level++;
         rc = store_meta_put_u64(txn, st->env->meta, "degraded",
                                 (uint64_t) level);
-    } else if (used * 100 < mapsize * STORE_USE_LOW && level > 0) {
+    } else if (used * 100 < mapsize * STORE_USE_LOW && level > 0
+               && st->clock(st->clock_arg)
+                      >= (int64_t) store_meta_u64(txn, st->env->meta,
+                                                  "full_at")
+                             + STORE_FULL_HOLD) {
         level--;
         rc = store_meta_put_u64(txn, st->env->meta, "degraded",
                                 (uint64_t) level);
     }
+    if (st->force_level > level)
+        st->force_level = level;
     return rc;
 }
 
@@ -594,13 +603,21 @@ store_relieve(struct ina_store *st, int level_seen)
         if (mdb_txn_commit(txn) != 0)
             removed = 0;
     }
+    /* Space came back: try again at the same precision. */
+    if (removed > 0)
+        return 0;
     level = level_seen + 1;
     if (level > store_max_level(st->conf))
-        return removed > 0 ? 0 : MDB_MAP_FULL;
+        return MDB_MAP_FULL;
     if (mdb_txn_begin(env, NULL, 0, &txn) == 0) {
-        /* A commit frees the transaction even when it fails. */
+        /* The time of the overflow holds the level for a while: a map
+         * can fill with pages a large transaction copies while the data
+         * itself stays under the recovery threshold.  A commit frees the
+         * transaction even when it fails. */
         if (store_meta_put_u64(txn, st->env->meta, "degraded",
-                               (uint64_t) level) != 0)
+                               (uint64_t) level) != 0
+            || store_meta_put_u64(txn, st->env->meta, "full_at",
+                                  (uint64_t) now) != 0)
             mdb_txn_abort(txn);
         else if (mdb_txn_commit(txn) == 0) {
             store_log_level(st, level);

@@ -146,6 +146,21 @@ main(void)
             "the future window was expired by the record after the step");
     now = T0 + 3600;
 
+    /* The clock jumps forward a day: nothing of the old day is counted
+     * as recent, and the old windows go at the first record. */
+    now = T0 + 3600;
+    rec(st, "203.0.113.1", 7);
+    now = T0 + 3600 + 86400;
+    is_uint(0, q(st, "10,4", "203.0.113.1", 0, 4),
+            "a day later the old counts are in no retained window");
+    is_uint(0, q(st, "60,1", "203.0.113.1", 0, 1),
+            "nor in the 60 s monitor's");
+    rec(st, "203.0.113.1", 1);
+    is_uint(1, q(st, "60,1", "203.0.113.1", 0, 1),
+            "a record after the jump counts 1");
+    is_uint(4, counters(st),
+            "and the old day's counters were expired by it");
+
     /* Many windows of many keys: expiry crosses pages and chunks and
      * stays exact. */
     now = T0 + 100000;
