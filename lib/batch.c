@@ -423,6 +423,9 @@ batch_open_journal(struct ina_store *st)
               0660);
     if (fd < 0)
         return errno;
+    /* Readable by the store's group, as the store's own files are. */
+    (void) fchmod(fd, 0660);
+    (void) env_chgrp_path(st->env, b->path);
     /* The blocks are allocated now, so a full disk fails here and not as
      * SIGBUS on a later store into the map. */
     if ((errno = posix_fallocate(fd, 0, (off_t) len)) != 0) {

@@ -24,6 +24,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -89,6 +90,9 @@ static const char conf_default_text[] =
     "    # Milliseconds a record may be buffered before it is applied "
     "(0 to 1000).\n"
     "    flush_delay = 10\n"
+    "    # Group of the store's directory and files (default: the "
+    "creator's).\n"
+    "    #group = \"mail\"\n"
     "    # Monitors \"W,N\": windows of W seconds, N past windows kept.\n"
     "    monitors = {\"60,10\", \"300,12\", \"3600,24\"}\n"
     "    # Prefix lengths counted for every IPv4 event (0 to 32).\n"
@@ -128,6 +132,7 @@ static struct conf_parse *conf_current;
 static int conf_check_store(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_map_size(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_flush_delay(cfg_t *cfg, cfg_opt_t *opt);
+static int conf_check_group(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_monitors(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_prefixes(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_redis(cfg_t *cfg, cfg_opt_t *opt);
@@ -150,6 +155,7 @@ static cfg_opt_t conf_section_opts[] = {
     CFG_STR("store", DEF_STORE, CFGF_NONE),
     CFG_STR("map_size", DEF_MAP_SIZE, CFGF_NONE),
     CFG_INT("flush_delay", DEF_FLUSH_DELAY, CFGF_NONE),
+    CFG_STR("group", NULL, CFGF_NODEFAULT),
     CFG_STR_LIST("monitors", def_monitors, CFGF_NONE),
     CFG_INT_LIST_CB("ipv4_prefixes", def_ipv4_prefixes, CFGF_NONE,
                     conf_parse_prefix),
@@ -173,6 +179,7 @@ static const struct {
     {"inbound_audit|store", conf_check_store},
     {"inbound_audit|map_size", conf_check_map_size},
     {"inbound_audit|flush_delay", conf_check_flush_delay},
+    {"inbound_audit|group", conf_check_group},
     {"inbound_audit|monitors", conf_check_monitors},
     {"inbound_audit|ipv4_prefixes", conf_check_prefixes},
     {"inbound_audit|ipv6_prefixes", conf_check_prefixes},
@@ -364,6 +371,27 @@ conf_check_flush_delay(cfg_t *cfg, cfg_opt_t *opt)
     if (v < 0 || v > INA_FLUSH_DELAY_MAX) {
         cfg_error(cfg, "flush_delay: %ld is out of range 0..%d "
                   "(milliseconds)", v, INA_FLUSH_DELAY_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* conf_check_group - the store's group exists */
+
+static int
+conf_check_group(cfg_t *cfg, cfg_opt_t *opt)
+{
+    const char *s = cfg_opt_getnstr(opt, 0);
+    char q[CONF_QUOTE_LEN], buf[4096];
+    struct group gr, *res = NULL;
+
+    if (s == NULL || *s == '\0') {
+        cfg_error(cfg, "group: the name is empty");
+        return -1;
+    }
+    if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || res == NULL) {
+        cfg_error(cfg, "group: \"%s\" is not a group of this system",
+                  conf_quote(s, q));
         return -1;
     }
     return 0;
@@ -806,6 +834,9 @@ conf_build(cfg_t *sec, const char *name, struct ina_conf **confp,
     if (conf_size_parse(cfg_getstr(sec, "map_size"), &conf->map_size) != 0)
         goto invalid;
     conf->flush_delay = (uint32_t) cfg_getint(sec, "flush_delay");
+    if (cfg_size(sec, "group") > 0
+        && (conf->group = strdup(cfg_getstr(sec, "group"))) == NULL)
+        goto nomem;
     conf->nmonitors = cfg_size(sec, "monitors");
     for (i = 0; i < conf->nmonitors; i++)
         if (ina_monitor_parse(cfg_getnstr(sec, "monitors", (unsigned) i),
@@ -1108,7 +1139,50 @@ ina_conf_free(struct ina_conf *conf)
         return;
     free(conf->file);
     free(conf->store);
+    free(conf->group);
     free(conf->cluster_redis);
     free(conf->cluster_node);
     free(conf);
+}
+
+/* conf_dupstr - strdup that keeps NULL; sets *failed on ENOMEM */
+
+static char *
+conf_dupstr(const char *s, int *failed)
+{
+    char *d;
+
+    if (s == NULL)
+        return NULL;
+    if ((d = strdup(s)) == NULL)
+        *failed = 1;
+    return d;
+}
+
+/* ina_conf_copy - a deep copy of a configuration
+ *
+ * The one place that knows which fields own memory: a field added to
+ * struct ina_conf is copied here and freed in ina_conf_free(). */
+
+int
+ina_conf_copy(const struct ina_conf *conf, struct ina_conf **copyp)
+{
+    struct ina_conf *c;
+    int failed = 0;
+
+    *copyp = NULL;
+    if ((c = malloc(sizeof(*c))) == NULL)
+        return ENOMEM;
+    *c = *conf;
+    c->file = conf_dupstr(conf->file, &failed);
+    c->store = conf_dupstr(conf->store, &failed);
+    c->group = conf_dupstr(conf->group, &failed);
+    c->cluster_redis = conf_dupstr(conf->cluster_redis, &failed);
+    c->cluster_node = conf_dupstr(conf->cluster_node, &failed);
+    if (failed) {
+        ina_conf_free(c);
+        return ENOMEM;
+    }
+    *copyp = c;
+    return 0;
 }

@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,8 +103,64 @@ env_pid(void)
 
 /* env_mkdir - create the store directory, mode 0750, if it is missing */
 
+/* env_group - the gid of a group name, and whether this process is in it
+ *
+ * Returns 0 and sets *gid, or ENOENT. */
+
 static int
-env_mkdir(const char *dir, int rdonly, char *errbuf, size_t errlen)
+env_group(const char *name, gid_t *gid, int *member)
+{
+    struct group gr, *res = NULL;
+    char buf[4096];
+    gid_t groups[256];
+    int n, i;
+
+    if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || res == NULL)
+        return ENOENT;
+    *gid = gr.gr_gid;
+    *member = getegid() == gr.gr_gid;
+    n = getgroups((int) (sizeof(groups) / sizeof(groups[0])), groups);
+    for (i = 0; i < n && !*member; i++)
+        *member = groups[i] == gr.gr_gid;
+    return 0;
+}
+
+/* env_owner_ok - may this process use a store owned by someone else?
+ *
+ * Its own, or root's when it is root; another user's only through the
+ * configured group, when the directory belongs to that group and the
+ * process is a member. */
+
+static int
+env_owner_ok(const struct stat *sb, const char *group)
+{
+    gid_t gid;
+    int member;
+
+    if (sb->st_uid == geteuid() || geteuid() == 0)
+        return 1;
+    return group != NULL && env_group(group, &gid, &member) == 0 && member
+           && sb->st_gid == gid;
+}
+
+/* env_chgrp - give a new file or directory to the configured group */
+
+static int
+env_chgrp(const char *path, const char *group)
+{
+    gid_t gid;
+    int member;
+
+    if (group == NULL)
+        return 0;
+    if (env_group(group, &gid, &member) != 0)
+        return ENOENT;
+    return chown(path, (uid_t) -1, gid) == 0 ? 0 : errno;
+}
+
+static int
+env_mkdir(const char *dir, const char *group, int rdonly, char *errbuf,
+          size_t errlen)
 {
     struct stat sb;
 
@@ -121,6 +178,12 @@ env_mkdir(const char *dir, int rdonly, char *errbuf, size_t errlen)
             return err_set(errbuf, errlen, INA_EUNSAFE,
                            "store %s: world-writable (mode %04o)", dir,
                            (unsigned) (sb.st_mode & 07777));
+        if (!env_owner_ok(&sb, group))
+            return err_set(errbuf, errlen, INA_EUNSAFE,
+                           "store %s: owned by uid %ld, not by this user "
+                           "(uid %ld); run as its owner, or share it "
+                           "through the configuration's group", dir,
+                           (long) sb.st_uid, (long) geteuid());
         return 0;
     }
     if (errno != ENOENT || rdonly)
@@ -133,21 +196,26 @@ env_mkdir(const char *dir, int rdonly, char *errbuf, size_t errlen)
     if (chmod(dir, 0750) != 0)
         return err_set(errbuf, errlen, errno, "store %s: chmod: %s", dir,
                        strerror(errno));
+    if (env_chgrp(dir, group) != 0)
+        return err_set(errbuf, errlen, errno, "store %s: chgrp %s: %s",
+                       dir, group, strerror(errno));
     return 0;
 }
 
 /* env_fix_mode - make a file of a new store 0660 despite the umask */
 
 static void
-env_fix_mode(const char *dir, const char *name)
+env_fix_mode(const char *dir, const char *name, const char *group)
 {
     char path[4096];
     struct stat sb;
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if (stat(path, &sb) == 0 && sb.st_uid == geteuid()
-        && (sb.st_mode & 0777) != 0660)
+    if (stat(path, &sb) != 0 || sb.st_uid != geteuid())
+        return;
+    if ((sb.st_mode & 0777) != 0660)
         chmod(path, 0660);
+    (void) env_chgrp(path, group);
 }
 
 /* env_open_dbis - open the named databases and check the format
@@ -274,8 +342,8 @@ env_open_lmdb(struct env *e, char *errbuf, size_t errlen)
                        mdb_strerror(rc));
     }
     if (!e->rdonly) {
-        env_fix_mode(e->path, "data.mdb");
-        env_fix_mode(e->path, "lock.mdb");
+        env_fix_mode(e->path, "data.mdb", e->group);
+        env_fix_mode(e->path, "lock.mdb", e->group);
     }
     /* Clear reader slots left by processes that died. */
     mdb_reader_check(e->env, &dead);
@@ -296,15 +364,15 @@ env_open_lmdb(struct env *e, char *errbuf, size_t errlen)
  * own mode. */
 
 int
-env_acquire(const char *dir, uint64_t map_size, int rdonly,
-            struct env **out, char *errbuf, size_t errlen)
+env_acquire(const char *dir, const char *group, uint64_t map_size,
+            int rdonly, struct env **out, char *errbuf, size_t errlen)
 {
     struct stat sb;
     struct env *e;
     int rc;
 
     pthread_once(&env_once, env_init_once);
-    if ((rc = env_mkdir(dir, rdonly, errbuf, errlen)) != 0)
+    if ((rc = env_mkdir(dir, group, rdonly, errbuf, errlen)) != 0)
         return rc;
     if (stat(dir, &sb) != 0)
         return err_set(errbuf, errlen, errno, "store %s: %s", dir,
@@ -320,7 +388,10 @@ env_acquire(const char *dir, uint64_t map_size, int rdonly,
         return 0;
     }
     if ((e = calloc(1, sizeof(*e))) == NULL
-        || (e->path = strdup(dir)) == NULL) {
+        || (e->path = strdup(dir)) == NULL
+        || (group != NULL && (e->group = strdup(group)) == NULL)) {
+        if (e != NULL)
+            free(e->path);
         free(e);
         pthread_mutex_unlock(&env_lock);
         return err_set(errbuf, errlen, ENOMEM, "store %s: out of memory",
@@ -336,6 +407,7 @@ env_acquire(const char *dir, uint64_t map_size, int rdonly,
     if ((rc = env_open_lmdb(e, errbuf, errlen)) != 0) {
         pthread_mutex_unlock(&env_lock);
         free(e->path);
+        free(e->group);
         free(e);
         return rc;
     }
@@ -370,6 +442,14 @@ env_check(struct env *e)
         rc = env_open_lmdb(e, NULL, 0);
     pthread_mutex_unlock(&env_lock);
     return rc;
+}
+
+/* env_chgrp_path - give a file made in the store to its group */
+
+int
+env_chgrp_path(const struct env *e, const char *path)
+{
+    return env_chgrp(path, e->group);
 }
 
 /* env_last_ref - is this the process's last handle on the store? */
@@ -409,5 +489,6 @@ env_release(struct env *e)
     pthread_mutex_destroy(&e->block);
     batch_forget(e);
     free(e->path);
+    free(e->group);
     free(e);
 }

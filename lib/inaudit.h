@@ -249,6 +249,7 @@ struct ina_conf {
     char *store;         /* absolute directory of the LMDB environment */
     uint64_t map_size;   /* ceiling of the memory map, bytes */
     uint32_t flush_delay; /* ms a record may wait before it is applied */
+    char *group;         /* group of the store's files, or NULL */
     size_t nmonitors;
     struct ina_monitor monitors[INA_MAX_MONITORS];
     size_t nprefixes4;
@@ -310,6 +311,13 @@ int ina_conf_set_store(struct ina_conf *conf, const char *path)
 int ina_conf_find_monitor(const struct ina_conf *conf, const char *name,
                           const struct ina_monitor **mon, char *errbuf,
                           size_t errlen) INA_NONNULL(1, 2, 3) INA_WUR;
+
+/* ina_conf_copy - a deep copy of a configuration
+ *
+ * *copyp is a new configuration to free with ina_conf_free().  Returns 0
+ * or ENOMEM. */
+int ina_conf_copy(const struct ina_conf *conf, struct ina_conf **copyp)
+    INA_NONNULL(1, 2) INA_WUR;
 
 /* ina_conf_free - free a configuration; NULL is allowed */
 void ina_conf_free(struct ina_conf *conf);

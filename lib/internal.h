@@ -63,6 +63,7 @@ struct env {
     dev_t dev;                /* registry key: the directory's identity */
     ino_t ino;
     char *path;
+    char *group;              /* group given to new files, or NULL */
     uint64_t map_size;
     int rdonly;               /* opened by a read-only handle first */
     int refs;
@@ -74,8 +75,9 @@ struct env {
     MDB_dbi meta, counts, sessions, owners;
 };
 
-int env_acquire(const char *dir, uint64_t map_size, int rdonly,
-                struct env **out, char *errbuf, size_t errlen);
+int env_acquire(const char *dir, const char *group, uint64_t map_size,
+                int rdonly, struct env **out, char *errbuf, size_t errlen);
+int env_chgrp_path(const struct env *e, const char *path);
 int env_check(struct env *e);
 int env_last_ref(struct env *e);
 pid_t env_pid(void);

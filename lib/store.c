@@ -749,26 +749,13 @@ ina_store_open(const struct ina_conf *conf, unsigned flags,
     int rc;
 
     *storep = NULL;
-    if ((st = calloc(1, sizeof(*st))) == NULL
-        || (copy = malloc(sizeof(*copy))) == NULL) {
+    if ((st = calloc(1, sizeof(*st))) == NULL)
+        return err_set(errbuf, errlen, ENOMEM, "out of memory");
+    if (ina_conf_copy(conf, &copy) != 0) {
         free(st);
         return err_set(errbuf, errlen, ENOMEM, "out of memory");
     }
-    *copy = *conf;
-    copy->file = conf->file ? strdup(conf->file) : NULL;
-    copy->store = strdup(conf->store);
-    copy->cluster_redis = conf->cluster_redis ? strdup(conf->cluster_redis)
-                                              : NULL;
-    copy->cluster_node = conf->cluster_node ? strdup(conf->cluster_node)
-                                            : NULL;
     st->conf = copy;
-    if (copy->store == NULL
-        || (conf->file != NULL && copy->file == NULL)
-        || (conf->cluster_redis != NULL && copy->cluster_redis == NULL)
-        || (conf->cluster_node != NULL && copy->cluster_node == NULL)) {
-        rc = err_set(errbuf, errlen, ENOMEM, "out of memory");
-        goto fail;
-    }
     st->flags = flags;
     st->clock = store_default_clock;
     st->log = store_default_log;
@@ -797,7 +784,7 @@ ina_store_open(const struct ina_conf *conf, unsigned flags,
             st->widths[j] = st->widths[j - 1];
             st->widths[j - 1] = t;
         }
-    rc = env_acquire(conf->store, conf->map_size,
+    rc = env_acquire(conf->store, conf->group, conf->map_size,
                      (flags & INA_STORE_RDONLY) != 0, &st->env, errbuf,
                      errlen);
     if (rc != 0)
