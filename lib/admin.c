@@ -649,27 +649,17 @@ load_counter_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 {
     const struct ina_counter *c = argp;
     uint8_t key[CKEY_MAX];
-    uint64_t val[INA_NEVENTS];
-    MDB_val k, v;
-    size_t e;
+    MDB_cursor *cur;
+    size_t klen;
     int rc;
 
-    k.mv_size = store_ckey(key, c->width, c->window, c->prefix.family,
-                           c->prefix.plen, c->prefix.addr);
-    k.mv_data = key;
-    rc = mdb_get(txn, st->env->counts, &k, &v);
-    if (rc == 0 && v.mv_size == CVAL_SIZE)
-        memcpy(val, v.mv_data, CVAL_SIZE);
-    else if (rc == 0 || rc == MDB_NOTFOUND)
-        memset(val, 0, sizeof(val));
-    else
+    if ((rc = mdb_cursor_open(txn, st->env->counts, &cur)) != 0)
         return rc;
-    for (e = 0; e < INA_NEVENTS; e++)
-        val[e] = UINT64_MAX - val[e] < c->count[e] ? UINT64_MAX
-                                                   : val[e] + c->count[e];
-    v.mv_data = val;
-    v.mv_size = CVAL_SIZE;
-    return mdb_put(txn, st->env->counts, &k, &v, 0);
+    klen = store_ckey(key, c->width, c->window, c->prefix.family,
+                      c->prefix.plen, c->prefix.addr);
+    rc = store_add_counts(cur, key, klen, c->count);
+    mdb_cursor_close(cur);
+    return rc;
 }
 
 /* admin_prefix_ok - a loaded prefix is well formed */

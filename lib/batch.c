@@ -274,11 +274,9 @@ batch_apply(struct ina_store *st, MDB_txn *txn, struct pend *tab,
             size_t cap, size_t used)
 {
     struct pend **order;
-    uint64_t val[INA_NEVENTS];
     MDB_cursor *c;
-    MDB_val k, v;
     size_t i, j;
-    int rc = 0, level, e;
+    int rc = 0, level;
 
     if (used == 0)
         return 0;
@@ -293,27 +291,10 @@ batch_apply(struct ina_store *st, MDB_txn *txn, struct pend *tab,
         free(order);
         return rc;
     }
-    for (i = 0; i < j && rc == 0; i++) {
-        if (batch_skipped(st, level, order[i]->key))
-            continue;
-        k.mv_data = order[i]->key;
-        k.mv_size = order[i]->klen;
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-        if (rc == 0 && v.mv_size == CVAL_SIZE) {
-            memcpy(val, v.mv_data, CVAL_SIZE);
-        } else if (rc == MDB_NOTFOUND) {
-            memset(val, 0, sizeof(val));
-        } else {
-            rc = rc == 0 ? MDB_CORRUPTED : rc;
-            break;
-        }
-        for (e = 0; e < INA_NEVENTS; e++)
-            val[e] = UINT64_MAX - val[e] < order[i]->d[e]
-                         ? UINT64_MAX : val[e] + order[i]->d[e];
-        v.mv_data = val;
-        v.mv_size = CVAL_SIZE;
-        rc = mdb_cursor_put(c, &k, &v, rc == 0 ? MDB_CURRENT : 0);
-    }
+    for (i = 0; i < j && rc == 0; i++)
+        if (!batch_skipped(st, level, order[i]->key))
+            rc = store_add_counts(c, order[i]->key, order[i]->klen,
+                                  order[i]->d);
     mdb_cursor_close(c);
     free(order);
     return rc;

@@ -160,6 +160,8 @@ void store_log(struct ina_store *st, int prio, const char *fmt, ...)
     INA_PRINTF(3, 4);
 int store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
                   int64_t delta, uint64_t *result);
+int store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
+                     const uint64_t *d);
 
 void store_count_dropped(struct ina_store *st, uint64_t n);
 int store_expire_due(struct ina_store *st, MDB_txn *txn, int64_t now);

@@ -305,6 +305,36 @@ store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
     return mdb_cursor_put(cur, &k, &v, rc == 0 ? MDB_CURRENT : 0);
 }
 
+/* store_add_counts - add deltas to the counts of one counter key
+ *
+ * Positions cur at key and updates the value in place (same size, so
+ * LMDB overwrites it on the copied page) or inserts it.  Sums saturate
+ * rather than wrap. */
+
+int
+store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
+                 const uint64_t *d)
+{
+    uint64_t val[INA_NEVENTS];
+    MDB_val k, v;
+    int rc, e;
+
+    k.mv_data = (void *) key;
+    k.mv_size = klen;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    if (rc == 0 && v.mv_size == CVAL_SIZE)
+        memcpy(val, v.mv_data, CVAL_SIZE);
+    else if (rc == MDB_NOTFOUND)
+        memset(val, 0, sizeof(val));
+    else
+        return rc == 0 ? MDB_CORRUPTED : rc;
+    for (e = 0; e < INA_NEVENTS; e++)
+        val[e] = UINT64_MAX - val[e] < d[e] ? UINT64_MAX : val[e] + d[e];
+    v.mv_data = val;
+    v.mv_size = CVAL_SIZE;
+    return mdb_cursor_put(cur, &k, &v, rc == 0 ? MDB_CURRENT : 0);
+}
+
 /* store_enter - take the handle for one call
  *
  * In a child after fork() the handle forgets the parent's cached
@@ -914,11 +944,10 @@ record_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 {
     struct record_arg *a = argp;
     uint8_t key[CKEY_MAX], addr[16];
-    uint64_t val[INA_NEVENTS];
+    uint64_t d[INA_NEVENTS];
     const uint8_t *list;
     MDB_cursor *c;
-    MDB_val k, v;
-    size_t np, wi, pi;
+    size_t np, wi, pi, klen;
     unsigned alen = cidr_addrlen(a->addr->family);
     uint32_t win;
     int rc, level;
@@ -945,24 +974,11 @@ record_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         for (pi = 0; pi < np; pi++) {
             memcpy(addr, a->addr->addr, alen);
             cidr_mask(addr, alen, list[pi]);
-            k.mv_size = store_ckey(key, st->widths[wi].width, win,
-                                   a->addr->family, list[pi], addr);
-            k.mv_data = key;
-            rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-            if (rc == 0 && v.mv_size == CVAL_SIZE) {
-                memcpy(val, v.mv_data, CVAL_SIZE);
-            } else if (rc == MDB_NOTFOUND) {
-                memset(val, 0, sizeof(val));
-            } else {
-                rc = rc == 0 ? MDB_CORRUPTED : rc;
-                goto out;
-            }
-            val[a->ev] = UINT64_MAX - val[a->ev] < a->n ? UINT64_MAX
-                                                        : val[a->ev] + a->n;
-            v.mv_data = val;
-            v.mv_size = CVAL_SIZE;
-            if ((rc = mdb_cursor_put(c, &k, &v, rc == 0 ? MDB_CURRENT : 0))
-                != 0)
+            klen = store_ckey(key, st->widths[wi].width, win,
+                              a->addr->family, list[pi], addr);
+            memset(d, 0, sizeof(d));
+            d[a->ev] = a->n;
+            if ((rc = store_add_counts(c, key, klen, d)) != 0)
                 goto out;
         }
     }
