@@ -1,0 +1,78 @@
+#!/bin/sh
+# 70-bench.t - inaudit-bench --quick runs and prints every figure
+#
+# A smoke test of the benchmark: a run of a few seconds must exit 0, check
+# its counts, and print every table row and target line.  It never
+# asserts a timing: the figures of a quick run on a loaded CI machine mean
+# nothing.  The Redis rows may say the peer was skipped when redis-server
+# is not installed.
+#
+# SPDX-License-Identifier: MIT
+
+. "${INA_TEST_SRCDIR:-$(dirname "$0")}/tap/libtap.sh"
+
+bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
+[ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
+
+plan 41
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
+tap_cleanup 'rm -rf "$tmp"'
+
+TMPDIR=$tmp "$bench" --quick >"$tmp/out" 2>"$tmp/err"
+status=$?
+is 0 "$status" "inaudit-bench --quick exits 0"
+[ "$status" -eq 0 ] || diag "stderr:" "$(cat "$tmp/err")"
+out=$(cat "$tmp/out")
+
+# Each section, and the three systems in each throughput table.
+like "$out" '^inaudit-bench: inbound-audit [0-9.]+, 8 workers' \
+    "the header names the version and the workers"
+for wl in realistic adversarial policy; do
+    section=$(printf '%s\n' "$out" | sed -n "/^== $wl:/,/^==/p")
+    like "$section" '^  inbound-audit +[0-9]+ +[0-9.]+ +[0-9]+ ' \
+        "$wl: an inbound-audit row with events, seconds and a rate"
+    like "$section" '^  redis +([0-9]+ +[0-9.]+ +[0-9]+ |.*(skipped|not measured|failed))' \
+        "$wl: a Redis row, measured or skipped with a reason"
+    like "$section" '^  floor +[0-9]+ +[0-9.]+ +[0-9]+ ' \
+        "$wl: a floor row"
+    like "$section" '^  counts: exact ' "$wl: the store's counts are exact"
+    like "$section" '^  inbound-audit / redis: .* floor / inbound-audit: ' \
+        "$wl: the ratios line"
+done
+
+# The query figures.
+like "$out" '^== queries: ' "a query section"
+like "$out" '^  C    ina_query\(connection, "60,10", /32, 0, 0\) +[0-9.]+ [nmu]s +[0-9.]+ [nmu]s' \
+    "the C point query with p50 and p99"
+like "$out" '^  Lua  msys.audit.connections\("60,10", addr\) +[0-9.]+ [nmu]s +[0-9.]+ [nmu]s' \
+    "the Lua point query with p50 and p99"
+like "$out" '^  Lua  the same call in a loop inside Lua' "the Lua loop's mean"
+like "$out" '^  C    ina_query 10.20.0.0/16 summing 256 /24 counters +[0-9.]+ [nmu]s' \
+    "the /16 query over /24 counters"
+
+# The scale figures (--quick measures 10k addresses only).
+like "$out" '^== scale: ' "a scale section"
+like "$out" '^ +10k +[0-9]+ +[0-9.]+ [nmu]s ' "the 10k row"
+
+# Every target line, with its verdict.
+like "$out" '^== targets ' "a targets section"
+for t in 'realistic events/s' 'adversarial events/s' \
+    'realistic: inbound-audit / Redis' 'adversarial: inbound-audit / Redis' \
+    'policy: inbound-audit / Redis' 'realistic: floor / inbound-audit' \
+    'adversarial: floor / inbound-audit' 'policy: floor / inbound-audit' \
+    'point query from C, p50' 'point query from Lua, p50' \
+    '/16 query over /24 counters, p50' \
+    'growth 10k -> .*, record p50' 'growth 10k -> .*, query p50'; do
+    like "$out" "^  $t .*(met|NOT MET|n/a)\$" "target line: $t"
+done
+
+# --json puts the figures on stdout and the tables on stderr.
+TMPDIR=$tmp "$bench" --quick --json -w query >"$tmp/json" 2>"$tmp/err"
+is 0 "$?" "inaudit-bench --quick --json -w query exits 0"
+like "$(cat "$tmp/json")" '^    "query.c_point.p50_ns": [0-9]' \
+    "--json prints the C point query figure"
+
+# Usage errors exit 2.
+"$bench" --no-such-option >/dev/null 2>&1
+is 2 "$?" "an unknown option exits 2"
