@@ -884,7 +884,8 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
         }
         nacc = i + 1;
     }
-    qsort(acc, nacc, sizeof(*acc), top_by_count);
+    if (nacc > 1)
+        qsort(acc, nacc, sizeof(*acc), top_by_count);
     for (i = 0; i < nacc && i < k; i++) {
         memset(&out[i], 0, sizeof(out[i]));
         out[i].prefix.family = (uint8_t) family;

@@ -711,6 +711,22 @@ batch_parse_name(const char *name, uint32_t *pid, uint64_t *start,
     return 0;
 }
 
+/* batch_gone - add a journal to the list removed after the commit */
+
+static int
+batch_gone(char ***list, size_t *n, const char *path)
+{
+    char **l = realloc(*list, (*n + 1) * sizeof(*l));
+
+    if (l == NULL)
+        return ENOMEM;
+    *list = l;
+    if ((l[*n] = strdup(path)) == NULL)
+        return ENOMEM;
+    (*n)++;
+    return 0;
+}
+
 /* batch_sweep_txn - apply and remove the journals of dead processes
  *
  * Runs inside a write transaction (at open and every few seconds).  The
@@ -746,9 +762,15 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
         snprintf(path, sizeof(path), "%s/%s", st->conf->store, de->d_name);
         if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
             continue;
-        if (fstat(fd, &sb) != 0
-            || (size_t) sb.st_size < sizeof(struct journal_hdr)) {
+        if (fstat(fd, &sb) != 0) {
             close(fd);
+            continue;
+        }
+        if ((size_t) sb.st_size < sizeof(struct journal_hdr)) {
+            /* Its owner died between creating and sizing it: it never
+             * held an event. */
+            close(fd);
+            rc = batch_gone(&list, &n, path);
             continue;
         }
         map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -765,19 +787,8 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
                               (const struct journal_ent *) (hdr + 1),
                               replayed);
         munmap(map, (size_t) sb.st_size);
-        if (rc == 0) {
-            char **l = realloc(list, (n + 1) * sizeof(*l));
-
-            if (l == NULL || (l[n] = strdup(path)) == NULL) {
-                free(l == NULL ? list : l);
-                list = NULL;
-                n = 0;
-                rc = ENOMEM;
-                break;
-            }
-            list = l;
-            n++;
-        }
+        if (rc == 0)
+            rc = batch_gone(&list, &n, path);
     }
     closedir(d);
     if (rc != 0) {

@@ -348,6 +348,12 @@ store_enter(struct ina_store *st)
     size_t i;
 
     if (st->pid != env_pid()) {
+        /* The parent's cached transaction and cursors are plain heap
+         * blocks here: free them without an LMDB call, since aborting
+         * would release the parent's reader slot. */
+        free(st->rcur[0]);
+        free(st->rcur[1]);
+        free(st->rtxn);
         st->rtxn = NULL;
         st->rcur[0] = st->rcur[1] = NULL;
         pthread_mutex_init(&st->lock, NULL);

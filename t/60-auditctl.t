@@ -204,7 +204,7 @@ ok_program "the gauge outlives auditctl (no owner to reap)" 0 1 \
 
 # A worker's sessions: a close by hand leaves them alone; when the worker
 # dies they are reaped, and stats says so.
-"$FILL" -h 3 "$conf" 1 session,192.0.2.50,2 &
+"$FILL" -h 8 "$conf" 1 session,192.0.2.50,2 &
 holder=$!
 i=0
 while [ "$(ctl sessions 192.0.2.50)" != 2 ] && [ $i -lt 50 ]; do
