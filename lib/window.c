@@ -134,10 +134,13 @@ win_number(const char *text, const char **pp, const char *what,
         return win_fail(text, errbuf, errlen, "unexpected '%s' after %s",
                         frag, what);
     }
-    if (n > 1 && start[0] == '0')
-        return win_fail(text, errbuf, errlen,
-                        "%s \"%.*s\" has a leading zero", what, (int) n,
-                        start);
+    if (n > 1 && start[0] == '0') {
+        /* Quoted and cut like any text, so that a long run of digits
+         * cannot push the reason out of the message. */
+        win_quote(start, n, frag);
+        return win_fail(text, errbuf, errlen, "%s \"%s\" has a leading zero",
+                        what, frag);
+    }
     if (v < min || v > max) {
         win_quote(start, n, frag);
         return win_fail(text, errbuf, errlen, "%s %s out of range %u..%u",

@@ -142,7 +142,7 @@ static const struct start starts[] = {
 #define NSTART (sizeof starts / sizeof starts[0])
 
 /* Tests run outside the tables, counted by hand for the plan. */
-#define NOTHER 42
+#define NOTHER 44
 
 /* shown - a text made safe for a test description (tests only)
  *
@@ -257,6 +257,13 @@ test_monitor_exact(void)
     snprintf(want, sizeof want, "bad monitor \"%.64s...\": ", big);
     ok(strncmp(errbuf, want, strlen(want)) == 0,
        "and the message quotes 64 of them");
+    /* A long number with a leading zero is cut in its reason too, so
+     * the reason still fits (found by t/fuzz/fuzz-monitor). */
+    memset(big, '0', 200);
+    is_int(INA_EBADMONITOR, ina_monitor_parse(big, &m, errbuf, sizeof errbuf),
+           "INA_EBADMONITOR from 200 zeros");
+    like(errbuf, "000...\" has a leading zero",
+         "and the reason quotes 64 of them and says why");
 
     is_int(INA_EBADMONITOR, ina_monitor_parse("x", &m, NULL, 0),
            "INA_EBADMONITOR with no error buffer");
