@@ -177,6 +177,15 @@ expire_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
         return rc;
     a->more = done >= ADMIN_EXPIRE_CHUNK;
+    /* Then the other nodes' counters in the cluster table (cluster.c),
+     * which expire with the same windows. */
+    if (!a->more) {
+        rc = cluster_expire(st, txn, now, ADMIN_EXPIRE_CHUNK - done, &done);
+        if (rc == MDB_INCOMPATIBLE)
+            a->more = 1;
+        else if (rc != 0)
+            return rc;
+    }
     a->removed = done;
     return 0;
 }
@@ -576,7 +585,7 @@ ina_store_stat(struct ina_store *st, struct ina_stat *out)
         out->sessions = s.ms_entries;
     if (rc == 0 && (rc = mdb_stat(txn, st->env->owners, &s)) == 0)
         out->owners = s.ms_entries;
-    data_pages = store_data_pages(st, txn);
+    data_pages = store_data_pages(st, txn) + cluster_data_pages(st, txn);
     if (rc == 0) {
         for (i = 0; i < st->nwidths; i++)
             stat_window_edges(st->rcur[0], st->widths[i].width,

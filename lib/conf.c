@@ -69,6 +69,7 @@
 #define DEF_MAP_SIZE "1G"
 #define DEF_REDIS "127.0.0.1:6379"
 #define DEF_FLUSH_DELAY INA_FLUSH_DELAY_DEFAULT
+#define DEF_CLUSTER_INTERVAL INA_CLUSTER_INTERVAL_DEFAULT
 static char def_monitors[] = "{\"60,10\", \"300,12\", \"3600,24\"}";
 static char def_ipv4_prefixes[] = "{32, 24, 16}";
 static char def_ipv6_prefixes[] = "{128, 64, 48}";
@@ -105,6 +106,11 @@ static const char conf_default_text[] =
     "    #    redis = \"127.0.0.1:6379\"\n"
     "    #    # The name of this node; the default is the host name.\n"
     "    #    node = \"mx1\"\n"
+    "    #    # Milliseconds between two publications by inaudit-sync "
+    "(10 to 60000).\n"
+    "    #    interval = 100\n"
+    "    #    # A file holding the Redis password (AUTH); none by default.\n"
+    "    #    password_file = \"/etc/inbound-audit/redis.password\"\n"
     "    #}\n"
     "}\n";
 
@@ -137,6 +143,8 @@ static int conf_check_monitors(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_prefixes(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_redis(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_node(cfg_t *cfg, cfg_opt_t *opt);
+static int conf_check_interval(cfg_t *cfg, cfg_opt_t *opt);
+static int conf_check_password_file(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_cluster(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_check_section(cfg_t *cfg, cfg_opt_t *opt);
 static int conf_parse_prefix(cfg_t *cfg, cfg_opt_t *opt, const char *value,
@@ -148,6 +156,8 @@ static int conf_parse_prefix(cfg_t *cfg, cfg_opt_t *opt, const char *value,
 static cfg_opt_t conf_cluster_opts[] = {
     CFG_STR("redis", DEF_REDIS, CFGF_NONE),
     CFG_STR("node", NULL, CFGF_NODEFAULT),
+    CFG_INT("interval", DEF_CLUSTER_INTERVAL, CFGF_NONE),
+    CFG_STR("password_file", NULL, CFGF_NODEFAULT),
     CFG_END()
 };
 
@@ -186,6 +196,8 @@ static const struct {
     {"inbound_audit|cluster", conf_check_cluster},
     {"inbound_audit|cluster|redis", conf_check_redis},
     {"inbound_audit|cluster|node", conf_check_node},
+    {"inbound_audit|cluster|interval", conf_check_interval},
+    {"inbound_audit|cluster|password_file", conf_check_password_file},
 };
 
 /* conf_quote - copy a value for a message, escaping what is not printable
@@ -565,6 +577,11 @@ conf_check_node(cfg_t *cfg, cfg_opt_t *opt)
         cfg_error(cfg, "node: the name is empty");
         return -1;
     }
+    if (strlen(s) > INA_NODE_MAX) {
+        cfg_error(cfg, "node: \"%s\" is longer than %d bytes",
+                  conf_quote(s, q), INA_NODE_MAX);
+        return -1;
+    }
     for (p = s; *p != '\0'; p++)
         if ((unsigned char) *p <= 0x20 || (unsigned char) *p == 0x7f) {
             cfg_error(cfg,
@@ -572,6 +589,46 @@ conf_check_node(cfg_t *cfg, cfg_opt_t *opt)
                       conf_quote(s, q));
             return -1;
         }
+    return 0;
+}
+
+/* conf_check_interval - the sync interval is 10 to 60000 ms */
+
+static int
+conf_check_interval(cfg_t *cfg, cfg_opt_t *opt)
+{
+    long v = cfg_opt_getnint(opt, 0);
+
+    if (v < INA_CLUSTER_INTERVAL_MIN || v > INA_CLUSTER_INTERVAL_MAX) {
+        cfg_error(cfg, "interval: %ld is out of range %d..%d "
+                  "(milliseconds)", v, INA_CLUSTER_INTERVAL_MIN,
+                  INA_CLUSTER_INTERVAL_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* conf_check_password_file - the password file is an absolute path
+ *
+ * Only the path is checked here: the file is read by the sync agent,
+ * which alone needs the password, so that no other program that loads
+ * the configuration ever holds it. */
+
+static int
+conf_check_password_file(cfg_t *cfg, cfg_opt_t *opt)
+{
+    const char *s = cfg_opt_getnstr(opt, 0);
+    char q[CONF_QUOTE_LEN];
+
+    if (s == NULL || *s == '\0') {
+        cfg_error(cfg, "password_file: the path is empty");
+        return -1;
+    }
+    if (*s != '/') {
+        cfg_error(cfg, "password_file: \"%s\" is not an absolute path",
+                  conf_quote(s, q));
+        return -1;
+    }
     return 0;
 }
 
@@ -812,6 +869,8 @@ conf_hostname(void)
     if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
         return strdup("localhost");
     host[sizeof host - 1] = '\0';
+    /* Linux host names are at most 64 bytes; others are cut there. */
+    host[INA_NODE_MAX] = '\0';
     return strdup(host);
 }
 
@@ -854,6 +913,11 @@ conf_build(cfg_t *sec, const char *name, struct ina_conf **confp,
         node = cfg_size(cl, "node") > 0 ? cfg_getstr(cl, "node") : NULL;
         conf->cluster_node = node != NULL ? strdup(node) : conf_hostname();
         if (conf->cluster_node == NULL)
+            goto nomem;
+        conf->cluster_interval = (uint32_t) cfg_getint(cl, "interval");
+        if (cfg_size(cl, "password_file") > 0
+            && (conf->cluster_password_file
+                = strdup(cfg_getstr(cl, "password_file"))) == NULL)
             goto nomem;
     }
     *confp = conf;
@@ -1142,6 +1206,7 @@ ina_conf_free(struct ina_conf *conf)
     free(conf->group);
     free(conf->cluster_redis);
     free(conf->cluster_node);
+    free(conf->cluster_password_file);
     free(conf);
 }
 
@@ -1179,6 +1244,8 @@ ina_conf_copy(const struct ina_conf *conf, struct ina_conf **copyp)
     c->group = conf_dupstr(conf->group, &failed);
     c->cluster_redis = conf_dupstr(conf->cluster_redis, &failed);
     c->cluster_node = conf_dupstr(conf->cluster_node, &failed);
+    c->cluster_password_file = conf_dupstr(conf->cluster_password_file,
+                                           &failed);
     if (failed) {
         ina_conf_free(c);
         return ENOMEM;

@@ -41,7 +41,8 @@
 
 /* Reader slots of a new lock file; an existing one keeps its size. */
 #define ENV_MAXREADERS 1024
-/* Named databases: meta, counts, sessions, owners, and room to grow. */
+/* Named databases: meta, counts, sessions, owners, the five of the
+ * cluster sync, and room to grow. */
 #define ENV_MAXDBS 16
 /* Attempts to open while another process opens or closes (lmdb.h). */
 #define ENV_OPEN_TRIES 5
@@ -271,6 +272,21 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
     if ((rc = mdb_dbi_open(txn, "counts", cflag, &e->counts)) != 0
         || (rc = mdb_dbi_open(txn, "sessions", cflag, &e->sessions)) != 0
         || (rc = mdb_dbi_open(txn, "owners", cflag, &e->owners)) != 0)
+        goto fail;
+    /* The cluster sync's tables (cluster.c): the other nodes' counters
+     * and gauges, what this node has published, its outbox, and what it
+     * knows of the other nodes.  A store made before they existed gets
+     * them at its first read-write open; until then a read-only handle
+     * sees an empty cluster. */
+    e->has_cluster = 0;
+    rc = mdb_dbi_open(txn, "cluster", cflag, &e->cluster);
+    if (rc == 0
+        && (rc = mdb_dbi_open(txn, "csessions", cflag, &e->csessions)) == 0
+        && (rc = mdb_dbi_open(txn, "published", cflag, &e->published)) == 0
+        && (rc = mdb_dbi_open(txn, "outbox", cflag, &e->outbox)) == 0
+        && (rc = mdb_dbi_open(txn, "peers", cflag, &e->peers)) == 0)
+        e->has_cluster = 1;
+    else if (rc != MDB_NOTFOUND || !e->rdonly)
         goto fail;
     if ((rc = mdb_txn_commit(txn)) != 0)
         return err_set(errbuf, errlen, rc, "store %s: %s", e->path,

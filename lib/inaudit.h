@@ -239,6 +239,12 @@ const char *ina_event_name(enum ina_event ev);
 #define INA_FLUSH_DELAY_MAX 1000
 /* Longest service name of the session gauge. */
 #define INA_SERVICE_MAX 32
+/* Longest cluster node name. */
+#define INA_NODE_MAX 64
+/* Default, smallest and largest interval of the sync agent, ms. */
+#define INA_CLUSTER_INTERVAL_DEFAULT 100
+#define INA_CLUSTER_INTERVAL_MIN 10
+#define INA_CLUSTER_INTERVAL_MAX 60000
 
 /* The effective configuration.  ina_conf_load() fills it; the caller
  * frees it with ina_conf_free().  prefixes4 and prefixes6 are sorted from
@@ -259,6 +265,8 @@ struct ina_conf {
     int cluster;         /* a cluster section is present */
     char *cluster_redis; /* "host:port" or "unix:/path" */
     char *cluster_node;  /* this node's name */
+    uint32_t cluster_interval;   /* ms between two publications */
+    char *cluster_password_file; /* Redis password file, or NULL */
 };
 
 /* ina_conf_path - find the configuration file
@@ -433,7 +441,8 @@ int ina_record(struct ina_store *st, enum ina_event ev,
 int ina_flush(struct ina_store *st) INA_NONNULL(1) INA_WUR;
 
 /* Flags of ina_query(). */
-/* Read the cluster-wide table instead of this node's counts. */
+/* The cluster-wide total: this node's count plus the other nodes' counts
+ * that the sync agent has folded into the local cluster table. */
 #define INA_QUERY_CLUSTER 0x1
 
 /* ina_query - total of an event for a block over a range of windows
@@ -444,6 +453,15 @@ int ina_flush(struct ina_store *st) INA_NONNULL(1) INA_WUR;
  * A mask equal to a configured granularity is one lookup per window; any
  * other mask is the sum over the coarsest finer granularity, one range
  * scan per window.  block must carry an address (not a bare mask).
+ *
+ * With INA_QUERY_CLUSTER the count is cluster-wide: this node's count
+ * (as without the flag) plus the other nodes' counts of the same block
+ * and windows, read from the cluster table in the same snapshot.  The
+ * cluster table is filled by the sync agent (inaudit-sync, see the
+ * "Cluster" section below); the query itself is a local read with no
+ * network I/O, and the other nodes' part is as fresh as the agent made
+ * it (ina_cluster_status() tells how fresh).  Without a cluster section
+ * in the configuration, INA_QUERY_CLUSTER is INA_ENOCLUSTER.
  *
  * On error, if errbuf is not NULL, writes a message that says what is
  * wrong and what is valid (the configured monitors, the window range, the
@@ -492,11 +510,22 @@ int ina_session_adjust(struct ina_store *st, const struct ina_cidr *addr,
                        const char *service, int64_t delta, uint64_t *moved)
     INA_NONNULL(1, 2) INA_WUR;
 
+/* The service name of ina_session_count() that counts cluster-wide. */
+#define INA_SERVICE_CLUSTER "inbound_cidr"
+
 /* ina_session_count - sessions open now from a block to a service
  *
- * service NULL means "SMTP".  Returns 0 and sets *count, or
- * INA_EBADSERVICE, INA_ETOOFINE, INA_ENOFAMILY, INA_ENOADDR or an LMDB
- * code; errbuf as for ina_query(). */
+ * service NULL means "SMTP".  The service INA_SERVICE_CLUSTER
+ * ("inbound_cidr", as in Momentum) is the cluster-wide count of SMTP
+ * sessions: this node's "SMTP" gauge plus the "SMTP" gauges the other
+ * nodes last published, read locally from the cluster table; without a
+ * cluster section it is INA_ENOCLUSTER.  A node that has not been heard
+ * from for INA_CLUSTER_GONE_MS no longer counts (its sessions are
+ * presumed closed) until it is heard again.
+ *
+ * Returns 0 and sets *count, or INA_EBADSERVICE, INA_ETOOFINE,
+ * INA_ENOFAMILY, INA_ENOADDR, INA_ENOCLUSTER or an LMDB code; errbuf as
+ * for ina_query(). */
 int ina_session_count(struct ina_store *st, const struct ina_cidr *block,
                       const char *service, uint64_t *count, char *errbuf,
                       size_t errlen) INA_NONNULL(1, 2, 4) INA_WUR;
@@ -514,9 +543,11 @@ int ina_reap(struct ina_store *st, uint64_t *reaped) INA_NONNULL(1) INA_WUR;
  *
  * Windows older than the longest history of their width, and windows in
  * the future (after the clock stepped back), are deleted.  The write path
- * does this by itself in bounded chunks; this call finishes the job.
- * *removed, if not NULL, gets the number of counters deleted.  Returns 0,
- * INA_ERDONLY or an LMDB code. */
+ * does this by itself in bounded chunks; this call finishes the job.  The
+ * other nodes' counters in the cluster table expire with the same
+ * windows (the sync agent also expires them as it goes).  *removed, if
+ * not NULL, gets the number of counters deleted.  Returns 0, INA_ERDONLY
+ * or an LMDB code. */
 int ina_expire(struct ina_store *st, uint64_t *removed)
     INA_NONNULL(1) INA_WUR;
 
@@ -527,6 +558,10 @@ int ina_expire(struct ina_store *st, uint64_t *removed)
  * every granularity and every window, is deleted, and so are counters of
  * coarser prefixes that contain block (they would otherwise still count
  * the block's events).  *removed gets the number of records deleted.
+ * Only this node's counts are cleared: with a cluster, the sync agent
+ * publishes the removal, so the other nodes' cluster tables follow; the
+ * local cluster table mirrors the other nodes and is left alone (clear
+ * on each node to clear a block cluster-wide).
  * Returns 0, INA_ERDONLY, INA_ENOADDR or an LMDB code. */
 int ina_clear(struct ina_store *st, const struct ina_cidr *block,
               uint64_t *removed) INA_NONNULL(1) INA_WUR;
@@ -620,6 +655,203 @@ int ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
             struct ina_top_entry *out, size_t k, size_t *n, uint64_t *total,
             char *errbuf, size_t errlen)
     INA_NONNULL(1, 3, 8, 10, 11) INA_WUR;
+
+/* ---------------------------------------------------------------------
+ * Cluster
+ *
+ * With a cluster section, one sync agent per node (inaudit-sync) shares
+ * the node's counts with the other nodes through Redis, and folds theirs
+ * into the cluster table of the local store, which cluster-wide queries
+ * read (INA_QUERY_CLUSTER, INA_SERVICE_CLUSTER).  The functions below are
+ * the agent's: the store does the bookkeeping, the agent the transport.
+ *
+ * Producer.  The store keeps what this node has published (the
+ * "published" table: every counter and gauge as the other nodes know
+ * it).  ina_cluster_collect() compares the local counts with it and
+ * writes the differences as numbered messages into an outbox, updating
+ * the published table and the sequence number in the same transaction;
+ * the agent sends the outbox (ina_cluster_outbox()) and then deletes what
+ * was sent (ina_cluster_sent()).  A crash anywhere leaves either the
+ * changes unpublished (found again by the next collect) or a message in
+ * the outbox (sent again: receivers skip numbers they have), never a
+ * change lost or counted twice.  While Redis is unreachable nothing is
+ * collected; the changes wait in the store and go out as one message.
+ *
+ * Consumer.  ina_cluster_apply() applies other nodes' messages in one
+ * transaction, together with each node's last applied sequence number,
+ * so a message is applied exactly once whatever is replayed.  A node
+ * whose messages went missing (Redis restarted without persistence, the
+ * stream was trimmed, the node is new here) is asked for a sweep: its
+ * whole published table sent again as absolute values, after which the
+ * rows it no longer has are deleted.  So a node that joins late, or
+ * returns, catches up on every retained window.
+ *
+ * Message numbers are per node and per incarnation (a random number made
+ * with the node's store, so that a replaced store starts afresh).  All
+ * nodes must use the same monitors and granularities and keep their
+ * clocks in step (NTP): windows are numbered from the Unix epoch.
+ * ------------------------------------------------------------------- */
+
+/* A node not heard from for this long is gone: its session gauges stop
+ * counting until it is heard again (counters stay, and age out with
+ * their windows). */
+#define INA_CLUSTER_GONE_MS 30000
+/* Room for a transport position (a Redis stream ID) with its NUL. */
+#define INA_CLUSTER_POS_MAX 48
+
+/* Kinds of messages. */
+/* Changes since the node's previous message: rows of signed deltas. */
+#define INA_CLUSTER_DELTA 'D'
+/* A chunk of a sweep: rows of absolute values. */
+#define INA_CLUSTER_SWEEP 'S'
+/* The end of a sweep that began at sweep_start: the receiver deletes the
+ * node's rows no message since sweep_start has mentioned. */
+#define INA_CLUSTER_SWEEP_END 'E'
+
+/* One message of a node: in the outbox, on the wire and when applied.
+ * data holds the rows in the store's own compact encoding, opaque to the
+ * transport. */
+struct ina_cluster_msg {
+    const char *node;        /* the node that made it */
+    uint64_t inc;            /* that node's store incarnation */
+    uint64_t seq;            /* its number, from 1, per incarnation */
+    int kind;                /* INA_CLUSTER_DELTA, _SWEEP or _SWEEP_END */
+    int64_t as_of;           /* ms: with this message, every change the
+                              * node committed before as_of is sent; 0
+                              * for no such claim */
+    uint64_t sweep_start;    /* _SWEEP, _SWEEP_END: where the sweep began */
+    const void *data;
+    size_t len;
+    const char *pos;         /* its transport position, or NULL */
+};
+
+/* A heartbeat: how far a node has sent its messages. */
+struct ina_cluster_beat {
+    const char *node;
+    uint64_t inc;
+    uint64_t seq;            /* every message up to seq is sent */
+    int64_t as_of;           /* ms: and holds every change before as_of */
+};
+
+/* A request of another node for a sweep of this node's table. */
+struct ina_cluster_request {
+    const char *node;        /* who asks (for the log) */
+    uint64_t inc;            /* the incarnation it asks of */
+    uint64_t after;          /* a sweep must begin after this number */
+};
+
+/* Flags of ina_cluster_collect(). */
+/* Compare every retained window of every width, not only the recent
+ * ones (events reach older windows only by a late flush, a journal
+ * replay, a load or a clear; the agent does this every half minute, so
+ * such changes travel up to that late, and as_of does not cover them). */
+#define INA_CLUSTER_FULL 0x1
+
+/* ina_cluster_collect - put this node's changes into the outbox
+ *
+ * Compares the local counters with the published table: those of the
+ * current and previous windows of the narrowest width, and, in the wider
+ * widths, the blocks that changed there (every event counts at every
+ * width, so the work is that of the narrowest windows); with
+ * INA_CLUSTER_FULL, every retained window of every width.  The session
+ * gauges are compared too.  The differences are written into new outbox
+ * messages (at most a thousand rows a message; one transaction each,
+ * which also updates the published table), then, if
+ * another node asked for a sweep, the next chunk of it.  now_ms is the
+ * caller's clock in ms (the as_of of the last message).  *seq, if not
+ * NULL, gets the number of the last message in the outbox (0: none ever),
+ * *rows the number of rows written now.  The counters are read from a
+ * snapshot: the MTA's writers never wait for the comparison.
+ *
+ * Returns 0, INA_ENOCLUSTER, INA_ERDONLY, ENOSPC (the map is nearly full:
+ * nothing is collected, so local counting keeps its room), ENOMEM or an
+ * LMDB code. */
+int ina_cluster_collect(struct ina_store *st, unsigned flags, int64_t now_ms,
+                        uint64_t *seq, uint64_t *rows)
+    INA_NONNULL(1) INA_WUR;
+
+/* ina_cluster_outbox - visit the outbox messages numbered after after
+ *
+ * Calls fn for each, in order, from one snapshot; the message and its
+ * data are valid during the call only.  A non-zero return of fn stops the
+ * walk and is returned.  Returns 0, INA_ENOCLUSTER or an LMDB code. */
+int ina_cluster_outbox(struct ina_store *st, uint64_t after,
+                       int (*fn)(void *arg, const struct ina_cluster_msg *m),
+                       void *arg) INA_NONNULL(1, 3) INA_WUR;
+
+/* ina_cluster_sent - the outbox up to seq has been sent
+ *
+ * Deletes those messages and records seq and now_ms for
+ * ina_cluster_status().  Returns 0, INA_ENOCLUSTER, INA_ERDONLY or an LMDB
+ * code. */
+int ina_cluster_sent(struct ina_store *st, uint64_t seq, int64_t now_ms)
+    INA_NONNULL(1) INA_WUR;
+
+/* ina_cluster_apply - fold other nodes' messages into the cluster table
+ *
+ * In one transaction: applies msgs[0 .. nmsgs-1] (in each node's order;
+ * numbers already applied are skipped, a missing number marks the node
+ * for a resync), records each node's number, transport position and
+ * freshness; then takes the heartbeats beats[0 .. nbeats-1], which must
+ * have been read before the caller read every message available (a beat
+ * ahead of what was applied then means messages were lost: the node is
+ * marked for a resync and its position reset); then the sweep requests
+ * addressed to this node; then does the upkeep: deletes expired windows
+ * of the cluster table (a bounded chunk), drops the gauges of nodes gone
+ * for INA_CLUSTER_GONE_MS and forgets nodes silent for longer than the
+ * longest retained history.  Messages of this node itself are ignored.
+ * Rows of widths or granularities this node does not count, and of
+ * windows it no longer keeps, are skipped.  A malformed message is
+ * skipped, logged, and marks its node for a resync.  now_ms is the
+ * caller's clock.  Any array may be empty (NULL with a count of 0).
+ *
+ * Returns 0, INA_ENOCLUSTER, INA_ERDONLY, ENOSPC (the map is nearly full:
+ * nothing is applied; the caller reads the messages again later) or an
+ * LMDB code. */
+int ina_cluster_apply(struct ina_store *st, const struct ina_cluster_msg *msgs,
+                      size_t nmsgs, const struct ina_cluster_beat *beats,
+                      size_t nbeats, const struct ina_cluster_request *reqs,
+                      size_t nreqs, int64_t now_ms) INA_NONNULL(1) INA_WUR;
+
+/* This node's side of the sync, as ina_cluster_status() reports it. */
+struct ina_cluster_self {
+    uint64_t inc;            /* the store's incarnation (0: none yet) */
+    uint64_t seq;            /* last message number collected */
+    uint64_t sent;           /* last message number sent */
+    int64_t sent_at;         /* ms when it was sent (0: never) */
+    uint64_t outbox;         /* messages waiting to be sent */
+    int sweeping;            /* a sweep is under way */
+    uint64_t sweep_start;    /* where the last sweep began (0: none) */
+    uint64_t rows;           /* rows in the cluster table (all nodes) */
+};
+
+/* Another node, as this store knows it. */
+struct ina_cluster_peer {
+    char node[INA_NODE_MAX + 1];
+    uint64_t inc;            /* its incarnation */
+    uint64_t seq;            /* last message number applied */
+    int64_t as_of;           /* ms: every change it made before as_of is
+                              * in the cluster table (0: unknown) */
+    int64_t heard;           /* ms when it was last heard from */
+    int64_t applied;         /* ms when its last message was applied */
+    uint64_t messages;       /* messages applied */
+    int resync;              /* messages were lost: a sweep is awaited,
+                              * and its counts are inexact until then */
+    uint64_t resync_after;   /* the sweep must begin after this number */
+    int gone;                /* not heard for INA_CLUSTER_GONE_MS */
+    char pos[INA_CLUSTER_POS_MAX]; /* transport position to read after */
+};
+
+/* ina_cluster_status - this node's sync and every known node's
+ *
+ * Fills *self (if not NULL) and calls fn (if not NULL) for each other
+ * node, in name order, from one snapshot; a non-zero return of fn stops
+ * the walk and is returned.  Works on a read-only handle.  The staleness
+ * of a node's counts at time now is now - as_of.  Returns 0,
+ * INA_ENOCLUSTER or an LMDB code. */
+int ina_cluster_status(struct ina_store *st, struct ina_cluster_self *self,
+                       int (*fn)(void *arg, const struct ina_cluster_peer *p),
+                       void *arg) INA_NONNULL(1) INA_WUR;
 
 #ifdef __cplusplus
 }

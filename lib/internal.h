@@ -73,6 +73,10 @@ struct env {
     pthread_mutex_t block;    /* guards batch */
     struct batch *batch;      /* the process's buffered events (batch.c) */
     MDB_dbi meta, counts, sessions, owners;
+    /* The sync agent's tables (cluster.c); has_cluster is 0 when a
+     * read-only handle opened a store made before they existed. */
+    int has_cluster;
+    MDB_dbi cluster, csessions, published, outbox, peers;
 };
 
 int env_acquire(const char *dir, const char *group, uint64_t map_size,
@@ -165,6 +169,22 @@ int store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
 
 void store_count_dropped(struct ina_store *st, uint64_t n);
 int store_expire_due(struct ina_store *st, MDB_txn *txn, int64_t now);
+
+/* cluster.c */
+
+/* Cluster rows: the key of the local table (a counter key, or a session
+ * key) followed by the node's local id (u16 BE), so the rows of a block
+ * of every node are one contiguous range. */
+#define CLUSTER_ID_LEN 2
+
+int cluster_cursor(struct ina_store *st, MDB_txn *txn, int gauges,
+                   MDB_cursor **cur);
+int cluster_sum(MDB_cursor *cur, const uint8_t *pfx, size_t pfxlen,
+                const uint8_t *lo, const uint8_t *hi, unsigned alen,
+                size_t field, uint64_t *sum);
+int cluster_expire(struct ina_store *st, MDB_txn *txn, int64_t now,
+                   size_t limit, uint64_t *removed);
+uint64_t cluster_data_pages(struct ina_store *st, MDB_txn *txn);
 
 /* session.c */
 

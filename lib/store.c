@@ -1127,6 +1127,35 @@ store_sum(MDB_cursor *c, const uint8_t *pfx, size_t pfxlen,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* store_sum_cluster - the cluster table's part of a query
+ *
+ * The other nodes' rows of block lo .. hi at granularity gran, in
+ * windows startv .. endv of width, summed into *sum by the same walk as
+ * the local part (cluster_sum: one key range per window).  A store
+ * without cluster tables adds nothing. */
+
+static int
+store_sum_cluster(struct ina_store *st, MDB_txn *txn, uint32_t width,
+                  uint32_t cur, uint32_t startv, uint32_t endv, int family,
+                  unsigned gran, const uint8_t *lo, const uint8_t *hi,
+                  size_t field, uint64_t *sum)
+{
+    uint8_t pfx[CKEY_MAX];
+    MDB_cursor *c;
+    uint32_t i;
+    int rc;
+
+    if ((rc = cluster_cursor(st, txn, 0, &c)) != 0 || c == NULL)
+        return rc;
+    for (i = startv; i <= endv && i <= cur && rc == 0; i++) {
+        store_ckey(pfx, width, cur - i, family, gran, lo);
+        rc = cluster_sum(c, pfx, CKEY_HDR, lo, hi, cidr_addrlen(family),
+                         field, sum);
+    }
+    mdb_cursor_close(c);
+    return rc;
+}
+
 /* ina_query - total of an event for a block over a range of windows */
 
 int
@@ -1147,7 +1176,7 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
     if ((unsigned) ev >= INA_NEVENTS)
         return err_set(errbuf, errlen, INA_EBADEVENT, "no such event %d",
                        (int) ev);
-    if (flags & INA_QUERY_CLUSTER)
+    if ((flags & INA_QUERY_CLUSTER) && !st->conf->cluster)
         return err_set(errbuf, errlen, INA_ENOCLUSTER,
                        "cluster metrics are not configured");
     if ((rc = ina_conf_find_monitor(st->conf, monitor, &mon, errbuf,
@@ -1201,6 +1230,13 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
                 sum = UINT64_MAX - sum < x ? UINT64_MAX : sum + x;
             }
         }
+        /* Cluster-wide: the other nodes' rows of the same block and
+         * windows, which the sync agent keeps in the cluster table, from
+         * the same snapshot (cluster.c). */
+        if (rc == 0 && (flags & INA_QUERY_CLUSTER))
+            rc = store_sum_cluster(st, txn, mon->width, cur, startv, endv,
+                                   block->family, gran, lo, hi,
+                                   (size_t) ev, &sum);
         store_read_end(st);
     }
     store_leave(st);
@@ -1222,11 +1258,21 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
     unsigned gran, alen;
     size_t slen, pfxlen;
     uint64_t sum = 0;
+    MDB_cursor *cc;
     MDB_txn *txn;
-    int rc;
+    int rc, cluster;
 
     *count = 0;
     if (service == NULL)
+        service = "SMTP";
+    /* "inbound_cidr" is Momentum's cluster-wide count of SMTP sessions:
+     * the local SMTP gauge plus the other nodes' (cluster.c). */
+    cluster = strcmp(service, INA_SERVICE_CLUSTER) == 0;
+    if (cluster && !st->conf->cluster)
+        return err_set(errbuf, errlen, INA_ENOCLUSTER,
+                       "service \"%s\" counts sessions cluster-wide: "
+                       "cluster metrics are not configured", service);
+    if (cluster)
         service = "SMTP";
     slen = strlen(service);
     if (slen == 0 || slen > INA_SERVICE_MAX)
@@ -1252,6 +1298,11 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
     if ((rc = store_read_begin(st, &txn)) == 0) {
         rc = store_sum(st->rcur[1], pfx, pfxlen, lo, hi, alen,
                        gran == block->plen, 0, &sum);
+        if (rc == 0 && cluster && (rc = cluster_cursor(st, txn, 1, &cc)) == 0
+            && cc != NULL) {
+            rc = cluster_sum(cc, pfx, pfxlen, lo, hi, alen, 0, &sum);
+            mdb_cursor_close(cc);
+        }
         store_read_end(st);
     }
     store_leave(st);

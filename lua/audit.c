@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -77,6 +78,45 @@ aux_err(char *buf, size_t len, int rc, const char *fmt, ...)
         va_end(ap);
     }
     return rc;
+}
+
+/* aux_hide_paths - keep file system paths out of what scripts see
+ *
+ * Messages of the library name the configuration file and the store
+ * directory, which policy scripts have no business knowing.  Every
+ * absolute path in msg is cut to its last component, in place; the
+ * full message goes to syslog for the operator. */
+
+static void
+aux_hide_paths(char *msg)
+{
+    char *r = msg, *w = msg, *last;
+    int logged = 0;
+
+    while (*r != '\0') {
+        /* A path starts with '/' and a name; "/24" is a mask. */
+        if (*r == '/' && (r == msg || r[-1] == ' ' || r[-1] == '"'
+                          || r[-1] == '(')
+            && r[1] != '\0' && (r[1] < '0' || r[1] > '9')) {
+            if (!logged) {
+                syslog(LOG_ERR, "inbound-audit: msys.audit: %s", msg);
+                logged = 1;
+            }
+            last = r;
+            while (*r != '\0' && *r != ' ' && *r != ':' && *r != '"'
+                   && *r != ')' && *r != ',') {
+                if (*r == '/' && r[1] != '\0' && r[1] != ' '
+                    && r[1] != ':')
+                    last = r + 1;
+                r++;
+            }
+            while (last < r)
+                *w++ = *last++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
 }
 
 /* aux_open - open the store of the configuration, once
@@ -255,8 +295,10 @@ aux_store(lua_State *L, struct audit_state *st, const char *fname)
 {
     char err[AUDIT_ERRLEN];
 
-    if (aux_open(st, err, sizeof(err)) != 0)
+    if (aux_open(st, err, sizeof(err)) != 0) {
+        aux_hide_paths(err);
         luaL_error(L, "%s: %s", fname, err);
+    }
     return st->store;
 }
 
@@ -457,8 +499,10 @@ aux_query(lua_State *L, enum ina_event ev, const char *fname)
                    &count, err, sizeof(err));
     if (rc == INA_EWINDOW && q.startv > q.endv && !q.endv_given)
         luaL_error(L, "%s: %s (endv defaults to 0)", fname, err);
-    if (rc != 0)
+    if (rc != 0) {
+        aux_hide_paths(err);
         luaL_error(L, "%s: %s", fname, err);
+    }
     if (count > (uint64_t) LUA_MAXINTEGER) {
         snprintf(err, sizeof(err), "%llu", (unsigned long long) count);
         luaL_error(L, "%s: the count %s does not fit a Lua integer", fname,
@@ -495,7 +539,8 @@ audit_rejections(lua_State *L)
 /* audit_inbound_session_count - sessions open now from a block
  *
  * cidr nil is the current connection's address; servicename nil is
- * "SMTP".  "inbound_cidr" is Momentum's cluster-wide service. */
+ * "SMTP".  "inbound_cidr" is Momentum's cluster-wide service: SMTP
+ * sessions of every node, read from the local cluster table. */
 
 static int
 audit_inbound_session_count(lua_State *L)
@@ -513,15 +558,20 @@ audit_inbound_session_count(lua_State *L)
     service = aux_optstring(L, 2, &slen, "service name string or nil");
     if (service == NULL)
         service = "SMTP";
-    if (strcmp(service, "inbound_cidr") == 0)
+    store = aux_store(L, st, fname);
+    /* "inbound_cidr" reads the cluster table (ina_session_count()); say
+     * so before anything else when there is no cluster. */
+    if (strcmp(service, INA_SERVICE_CLUSTER) == 0
+        && !ina_store_conf(store)->cluster)
         return luaL_error(L, "%s: service \"inbound_cidr\" counts sessions "
                           "cluster-wide: cluster metrics are not configured",
                           fname);
-    store = aux_store(L, st, fname);
     aux_block(L, st, fname, cidr, len, &block);
     if (ina_session_count(store, &block, service, &count, err,
-                          sizeof(err)) != 0)
+                          sizeof(err)) != 0) {
+        aux_hide_paths(err);
         return luaL_error(L, "%s: %s", fname, err);
+    }
     if (count > (uint64_t) LUA_MAXINTEGER)
         return luaL_error(L, "%s: the count does not fit a Lua integer",
                           fname);
@@ -565,8 +615,10 @@ audit_record(lua_State *L)
                              "\"%s\" (valid: connection, reception, "
                              "rejection)", name));
     luaL_argcheck(L, n >= 0, 3, "the count must be 0 or more");
-    if (aux_record(st, ev, addr, len, (uint64_t) n, err, sizeof(err)) != 0)
+    if (aux_record(st, ev, addr, len, (uint64_t) n, err, sizeof(err)) != 0) {
+        aux_hide_paths(err);
         return luaL_error(L, "msys.audit.record: %s", err);
+    }
     return 0;
 }
 
@@ -582,8 +634,10 @@ aux_session_lua(lua_State *L, int open, const char *fname)
 
     addr = aux_optstring(L, 1, &len, "address string or nil");
     service = aux_optstring(L, 2, &slen, "service name string or nil");
-    if (aux_session(st, open, addr, len, service, err, sizeof(err)) != 0)
+    if (aux_session(st, open, addr, len, service, err, sizeof(err)) != 0) {
+        aux_hide_paths(err);
         return luaL_error(L, "%s: %s", fname, err);
+    }
     return 0;
 }
 
@@ -626,8 +680,10 @@ audit_flush(lua_State *L)
     struct audit_state *st = aux_state(L);
     char err[AUDIT_ERRLEN];
 
-    if (aux_flush(st, err, sizeof(err)) != 0)
+    if (aux_flush(st, err, sizeof(err)) != 0) {
+        aux_hide_paths(err);
         return luaL_error(L, "msys.audit.flush: %s", err);
+    }
     return 0;
 }
 

@@ -83,6 +83,11 @@ static const struct bad_file bad_files[] = {
     {"conf-redis-bad.conf", 4,
      "redis: \"localhost\" is not \"host:port\" or \"unix:/path\"", NULL},
     {"conf-node-empty.conf", 5, "node: the name is empty", NULL},
+    {"conf-node-long.conf", 4, "node: ", "is longer than 64 bytes"},
+    {"conf-interval-bad.conf", 5,
+     "interval: 5 is out of range 10..60000 (milliseconds)", NULL},
+    {"conf-password-relative.conf", 6,
+     "password_file: \"redis.password\" is not an absolute path", NULL},
 };
 
 /* Map sizes that are accepted, and their values. */
@@ -225,6 +230,10 @@ conf_is(const struct ina_conf *want, const struct ina_conf *seen,
     is_int(want->cluster, seen->cluster, "%s: cluster", what);
     is_string(want->cluster_redis, seen->cluster_redis, "%s: redis", what);
     is_string(want->cluster_node, seen->cluster_node, "%s: node", what);
+    is_uint(want->cluster_interval, seen->cluster_interval, "%s: interval",
+            what);
+    is_string(want->cluster_password_file, seen->cluster_password_file,
+              "%s: password_file", what);
 }
 
 /* data_path - the path of a fixture under t/data, malloc'd */
@@ -345,6 +354,9 @@ test_values(void)
     is_int(1, conf->cluster, "full: a cluster section");
     is_string("[::1]:6380", conf->cluster_redis, "full: redis");
     is_string("mx2.example.org", conf->cluster_node, "full: node");
+    is_uint(250, conf->cluster_interval, "full: interval");
+    is_string("/etc/inbound-audit/redis.password",
+              conf->cluster_password_file, "full: password_file");
     ina_conf_free(conf);
 
     /* An empty section is the sample, option by option. */
@@ -367,6 +379,9 @@ test_values(void)
     is_string("127.0.0.1:6379", conf->cluster_redis,
               "...redis defaults to 127.0.0.1:6379");
     is_string(host, conf->cluster_node, "...node defaults to the host name");
+    is_uint(INA_CLUSTER_INTERVAL_DEFAULT, conf->cluster_interval,
+            "...interval to 100 ms");
+    ok(conf->cluster_password_file == NULL, "...and no password file");
     ina_conf_free(conf);
 }
 
@@ -818,7 +833,7 @@ test_threads(void)
 int
 main(void)
 {
-    plan(372);
+    plan(393);
     test_sample();
     test_values();
     test_bad_files();

@@ -397,6 +397,8 @@ is(0, status, "broken configuration: the process exits normally")
 _, n = out:gsub("the inbound_audit module is not configured: [^\n]*"
                 .. "broken.conf:%d+: [^\n]+\n", "")
 is(5, n, "each call raises 'not configured' with file and line")
+ok(not out:find(dir, 1, true),
+   "the messages name the file but never the paths of the system")
 
 out, status = lua("INBOUND_AUDIT_CONF=" .. tap.shquote(dir .. "/missing.conf"),
                   [[local a = require("msys.audit")

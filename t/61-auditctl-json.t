@@ -7,7 +7,7 @@
 . "${INA_TEST_SRCDIR:-$(dirname "$0")}/tap/auditctl.sh"
 needs_faketime
 command -v jq >/dev/null 2>&1 || skip_all "jq is needed (Debian package jq)"
-plan 60
+plan 62
 
 # j FILTER - apply a jq filter to $doc, compact output
 j() {
@@ -123,7 +123,8 @@ out=$(at "$T0" "$AUDITCTL" -c "$conf" --json query 61,1 192.0.2.1 2>/dev/null)
 is 1 $? "an error under --json exits 1"
 is "" "$out" "...and prints no JSON"
 
-# A cluster section shows up, its sync lag unknown rather than made up.
+# A cluster section shows up; with no sync agent run yet, its sync lag is
+# unknown rather than made up.
 cat >"$dir/cluster.conf" <<EOF
 inbound_audit {
     store = "$dir/cstore"
@@ -137,11 +138,17 @@ EOF
 ok "record into the cluster node's store" quiet "$AUDITCTL" -c "$dir/cluster.conf" \
     record connection 192.0.2.1
 doc=$("$AUDITCTL" -c "$dir/cluster.conf" --json show config)
-is '{"redis":"127.0.0.1:6379","node":"mx1"}' "$(j .cluster)" \
-    "show config: the cluster section"
+is '{"redis":"127.0.0.1:6379","node":"mx1","interval":100,"password_file":null}' \
+    "$(j .cluster)" "show config: the cluster section"
 doc=$("$AUDITCTL" -c "$dir/cluster.conf" --json stats)
-is '{"redis":"127.0.0.1:6379","node":"mx1","sync_lag":null}' \
-    "$(j .cluster)" "stats: the cluster, sync lag null"
+is '{"redis":"127.0.0.1:6379","node":"mx1","interval":100,"sync_lag":null,"peers":[]}' \
+    "$(j '.cluster | del(.self)')" \
+    "stats: the cluster, sync lag null and no other node yet"
+is '{"seq":0,"sent":0,"sent_at":null,"outbox":0}' \
+    "$(j '.cluster.self | {seq, sent, sent_at, outbox}')" \
+    "...and nothing published (no agent ran)"
 out=$("$AUDITCTL" -c "$dir/cluster.conf" stats)
-like "$out" '^cluster +redis 127\.0\.0\.1:6379, node mx1; sync lag unknown' \
-    "stats for people says the lag is unknown"
+like "$out" '^cluster +redis 127\.0\.0\.1:6379, node mx1, interval 100 ms' \
+    "stats for people shows the cluster"
+like "$out" '^sync_lag +unknown \(no other node heard of' \
+    "...and says the lag is unknown"

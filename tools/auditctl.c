@@ -706,6 +706,18 @@ clock_now(void)
     return (int64_t) ts.tv_sec;
 }
 
+/* clock_now_ms - the current Unix time in milliseconds */
+
+static int64_t
+clock_now_ms(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return (int64_t) time(NULL) * 1000;
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* finest - the finest configured mask of a family, 0 if none */
 
 static unsigned
@@ -833,6 +845,12 @@ cmd_show_config(struct ctl *ctl, int argc, char **argv)
                                        ? conf->cluster_redis : ""));
             jset(cl, "node", jstr(conf->cluster_node
                                       ? conf->cluster_node : ""));
+            jset(cl, "interval", jnum(conf->cluster_interval));
+            /* The path only: the password is read by inaudit-sync
+             * alone, and never shown. */
+            jset(cl, "password_file",
+                 conf->cluster_password_file
+                     ? jstr(conf->cluster_password_file) : json_null());
             jset(o, "cluster", cl);
         } else {
             jset(o, "cluster", json_null());
@@ -859,9 +877,13 @@ cmd_show_config(struct ctl *ctl, int argc, char **argv)
                                                  conf->nprefixes6, list,
                                                  sizeof(list)));
     if (conf->cluster) {
-        snprintf(buf, sizeof(buf), "redis %s, node %s",
+        snprintf(buf, sizeof(buf), "redis %s, node %s, interval %u ms%s%s",
                  conf->cluster_redis ? conf->cluster_redis : "?",
-                 conf->cluster_node ? conf->cluster_node : "?");
+                 conf->cluster_node ? conf->cluster_node : "?",
+                 (unsigned) conf->cluster_interval,
+                 conf->cluster_password_file ? ", password from " : "",
+                 conf->cluster_password_file ? conf->cluster_password_file
+                                             : "");
         table_row(&t, "cluster", buf);
     } else {
         table_row(&t, "cluster", "not configured");
@@ -1630,6 +1652,9 @@ cmd_session(struct ctl *ctl, int argc, char **argv)
                                          : "missing ADDR");
     if (argc - optind > 2)
         cmd_usage(ctl, "too many arguments");
+    if (strcmp(service, INA_SERVICE_CLUSTER) == 0)
+        cmd_usage(ctl, "service \"%s\" is the cluster-wide count of SMTP "
+                  "sessions; open or close SMTP sessions instead", service);
     if (strcmp(argv[optind], "open") == 0)
         delta = 1;
     else if (strcmp(argv[optind], "close") == 0)
@@ -1912,6 +1937,179 @@ stats_matrix(const struct ina_conf *conf, const struct entry_tally *t)
     table_free(&tab);
 }
 
+/* What stats shows of the cluster sync (ina_cluster_status). */
+struct sync_info {
+    int known;                  /* the status could be read */
+    int64_t now_ms;
+    struct ina_cluster_self self;
+    struct ina_cluster_peer *p;
+    size_t n, cap;
+};
+
+/* sync_peer - collect one node of the status */
+
+static int
+sync_peer(void *arg, const struct ina_cluster_peer *p)
+{
+    struct sync_info *si = arg;
+
+    if (si->n == si->cap) {
+        size_t cap = si->cap ? si->cap * 2 : 8;
+        struct ina_cluster_peer *q = realloc(si->p, cap * sizeof(*q));
+
+        if (q == NULL)
+            return ENOMEM;
+        si->p = q;
+        si->cap = cap;
+    }
+    si->p[si->n++] = *p;
+    return 0;
+}
+
+/* sync_state - a node's state in one word */
+
+static const char *
+sync_state(const struct ina_cluster_peer *p)
+{
+    return p->gone ? "gone" : p->resync ? "resync" : "ok";
+}
+
+/* sync_lag_ms - how stale a node's counts are here, -1 if unknown */
+
+static int64_t
+sync_lag_ms(const struct sync_info *si, const struct ina_cluster_peer *p)
+{
+    if (p->as_of <= 0)
+        return -1;
+    return si->now_ms > p->as_of ? si->now_ms - p->as_of : 0;
+}
+
+/* sync_worst - the largest known lag, -1 if none is known */
+
+static int64_t
+sync_worst(const struct sync_info *si)
+{
+    int64_t worst = -1, x;
+    size_t i;
+
+    for (i = 0; i < si->n; i++)
+        if ((x = sync_lag_ms(si, &si->p[i])) > worst)
+            worst = x;
+    return worst;
+}
+
+/* sync_json - the sync's part of stats --json */
+
+static void
+sync_json(json_t *cl, const struct sync_info *si)
+{
+    json_t *self, *arr, *e;
+    int64_t lag;
+    size_t i;
+
+    lag = sync_worst(si);
+    jset(cl, "sync_lag", lag >= 0 ? json_real((double) lag / 1000.0)
+                                  : json_null());
+    if (!si->known) {
+        jset(cl, "self", json_null());
+        jset(cl, "peers", jcheck(json_array()));
+        return;
+    }
+    self = jcheck(json_object());
+    jset(self, "incarnation", jnum(si->self.inc));
+    jset(self, "seq", jnum(si->self.seq));
+    jset(self, "sent", jnum(si->self.sent));
+    jset(self, "sent_at", si->self.sent_at > 0
+                              ? json_integer(si->self.sent_at)
+                              : json_null());
+    jset(self, "outbox", jnum(si->self.outbox));
+    jset(self, "sweeping", json_boolean(si->self.sweeping));
+    jset(self, "rows", jnum(si->self.rows));
+    jset(cl, "self", self);
+    arr = jcheck(json_array());
+    for (i = 0; i < si->n; i++) {
+        const struct ina_cluster_peer *p = &si->p[i];
+
+        e = jcheck(json_object());
+        jset(e, "node", jstr(p->node));
+        jset(e, "state", jstr(sync_state(p)));
+        lag = sync_lag_ms(si, p);
+        jset(e, "lag", lag >= 0 ? json_real((double) lag / 1000.0)
+                                : json_null());
+        jset(e, "as_of", p->as_of > 0 ? json_integer(p->as_of)
+                                      : json_null());
+        jset(e, "heard", p->heard > 0 ? json_integer(p->heard)
+                                      : json_null());
+        jset(e, "seq", jnum(p->seq));
+        jset(e, "messages", jnum(p->messages));
+        jpush(arr, e);
+    }
+    jset(cl, "peers", arr);
+}
+
+/* fmt_lag - a lag in ms as seconds for people */
+
+static char *
+fmt_lag(int64_t ms, char *buf, size_t len)
+{
+    if (ms < 0)
+        snprintf(buf, len, "unknown");
+    else if (ms < 10000)
+        snprintf(buf, len, "%.2f s", (double) ms / 1000.0);
+    else
+        snprintf(buf, len, "%lld s", (long long) (ms / 1000));
+    return buf;
+}
+
+/* sync_rows - the sync's rows of stats for people: this node's
+ * publishing, the worst staleness, and one row per other node */
+
+static void
+sync_rows(struct table *t, const struct sync_info *si)
+{
+    char buf[256], lag[32], name[INA_NODE_MAX + 8];
+    size_t i;
+
+    if (!si->known) {
+        table_row(t, "sync", "unknown (the store cannot say)");
+        return;
+    }
+    if (si->self.sent_at > 0)
+        snprintf(buf, sizeof(buf), "message %llu, sent up to %llu (%llu "
+                 "waiting), %s ago%s", (unsigned long long) si->self.seq,
+                 (unsigned long long) si->self.sent,
+                 (unsigned long long) si->self.outbox,
+                 fmt_lag(si->now_ms - si->self.sent_at, lag, sizeof(lag)),
+                 si->self.sweeping ? ", sweeping" : "");
+    else
+        snprintf(buf, sizeof(buf), "message %llu, nothing sent yet (%llu "
+                 "waiting)", (unsigned long long) si->self.seq,
+                 (unsigned long long) si->self.outbox);
+    table_row(t, "sync_publish", buf);
+    if (si->n == 0) {
+        table_row(t, "sync_lag", "unknown (no other node heard of; is "
+                  "inaudit-sync running?)");
+        return;
+    }
+    snprintf(buf, sizeof(buf), "%s (the stalest of %zu node%s)",
+             fmt_lag(sync_worst(si), lag, sizeof(lag)), si->n,
+             si->n == 1 ? "" : "s");
+    table_row(t, "sync_lag", buf);
+    for (i = 0; i < si->n; i++) {
+        const struct ina_cluster_peer *p = &si->p[i];
+
+        snprintf(name, sizeof(name), "node %s", p->node);
+        snprintf(buf, sizeof(buf), "lag %s, message %llu, %s",
+                 fmt_lag(sync_lag_ms(si, p), lag, sizeof(lag)),
+                 (unsigned long long) p->seq,
+                 p->gone ? "gone (not heard from; its sessions do not "
+                           "count)"
+                 : p->resync ? "resync awaited (its counts are inexact)"
+                             : "ok");
+        table_row(t, name, buf);
+    }
+}
+
 /* cmd_stats - store statistics, as a flat list of names and values */
 
 static int
@@ -1922,6 +2120,7 @@ cmd_stats(struct ctl *ctl, int argc, char **argv)
     struct entry_tally tally;
     struct ina_store *st;
     struct ina_stat s;
+    struct sync_info sync;
     struct table t;
     char buf[256], a[64], b[64], share[24];
     json_t *o, *arr, *e, *cl;
@@ -1934,14 +2133,23 @@ cmd_stats(struct ctl *ctl, int argc, char **argv)
      * handle. */
     conf = ctl->conf;
     memset(&tally, 0, sizeof(tally));
+    memset(&sync, 0, sizeof(sync));
     w.counter = tally_counter;
     w.gauge = tally_gauge;
     w.arg = &tally;
     if ((rc = ina_store_stat(st, &s)) == 0)
         rc = ina_walk(st, &w);
+    if (rc == 0 && conf->cluster) {
+        /* What the sync agent has recorded in the store; the lag of a
+         * node is the age of the newest state of it this store holds. */
+        sync.now_ms = clock_now_ms();
+        sync.known = ina_cluster_status(st, &sync.self, sync_peer,
+                                        &sync) == 0;
+    }
     ina_store_close(st);
     if (rc != 0) {
         free(tally.e);
+        free(sync.p);
         return fail(ctl, "store %s: %s", conf->store, ina_strerror(rc));
     }
     if (tally.n > 1)
@@ -2003,20 +2211,20 @@ cmd_stats(struct ctl *ctl, int argc, char **argv)
         }
         jset(o, "session_entries", arr);
         if (conf->cluster) {
-            /* No sync agent reports to the store yet: the lag is not
-             * known, and is not made up. */
             cl = jcheck(json_object());
             jset(cl, "redis", jstr(conf->cluster_redis
                                        ? conf->cluster_redis : ""));
             jset(cl, "node", jstr(conf->cluster_node
                                       ? conf->cluster_node : ""));
-            jset(cl, "sync_lag", json_null());
+            jset(cl, "interval", jnum(conf->cluster_interval));
+            sync_json(cl, &sync);
             jset(o, "cluster", cl);
         } else {
             jset(o, "cluster", json_null());
         }
         jprint(o);
         free(tally.e);
+        free(sync.p);
         return 0;
     }
     table_init(&t, "ll");
@@ -2058,11 +2266,12 @@ cmd_stats(struct ctl *ctl, int argc, char **argv)
     table_row(&t, "newest_window",
               s.counters ? fmt_utc(s.newest_window, b, sizeof(b)) : "-");
     if (conf->cluster) {
-        snprintf(buf, sizeof(buf), "redis %s, node %s; sync lag unknown "
-                 "(no sync agent reports to this store)",
+        snprintf(buf, sizeof(buf), "redis %s, node %s, interval %u ms",
                  conf->cluster_redis ? conf->cluster_redis : "?",
-                 conf->cluster_node ? conf->cluster_node : "?");
+                 conf->cluster_node ? conf->cluster_node : "?",
+                 (unsigned) conf->cluster_interval);
         table_row(&t, "cluster", buf);
+        sync_rows(&t, &sync);
     }
     table_print(&t, stdout);
     table_free(&t);
@@ -2071,6 +2280,7 @@ cmd_stats(struct ctl *ctl, int argc, char **argv)
         stats_matrix(conf, &tally);
     }
     free(tally.e);
+    free(sync.p);
     return 0;
 }
 
