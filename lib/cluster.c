@@ -937,7 +937,7 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
     }
     if (rc == 0 && !full && st->nwidths > 1) {
         rc = scan_follow(st, txn, n0, from0, now, ch);
-        if (rc == 0)
+        if (rc == 0 && ch->n > 1)
             qsort(ch->v, ch->n, sizeof(*ch->v), change_cmp);
     }
     if (rc == 0)
