@@ -697,8 +697,13 @@ store_maintain(struct ina_store *st, MDB_txn *txn, int64_t now)
     }
     if (now >= st->next_reap) {
         uint64_t replayed = 0;
+        int dead;
 
         st->next_reap = now + STORE_REAP_EVERY;
+        /* Reader slots of dead processes pin the pages freed since their
+         * snapshot: clear them here too, not only at open (one fcntl per
+         * distinct pid). */
+        mdb_reader_check(st->env->env, &dead);
         if ((rc = session_reap_txn(st, txn, &reaped)) != 0)
             return rc;
         /* Journals of dead processes: their events are applied here,

@@ -121,6 +121,8 @@ q(struct ina_store *st, const char *cidr)
     return n;
 }
 
+static int64_t now;
+
 int
 main(void)
 {
@@ -152,6 +154,18 @@ main(void)
     is_int(3, (int) s.readers_stale, "stat cleared 3 stale reader slots");
     is_int(0, ina_store_stat(st, &s), "stat again");
     is_int(0, (int) s.readers_stale, "nothing stale is left");
+
+    /* The write path clears them too, every few seconds, with no stat
+     * and no open: kill 2 more, let 10 s pass, record. */
+    for (i = 0; i < 2; i++)
+        child_then_kill(hold_read, conf->store);
+    now = ina_store_now(st) + 10;
+    ina_store_set_clock(st, test_clock, &now);
+    is_int(0, ina_record(st, INA_CONNECTION, &c, 1),
+           "a record 10 s later");
+    is_int(0, ina_store_stat(st, &s), "stat");
+    is_int(0, (int) s.readers_stale,
+           "the record's maintenance had cleared the 2 dead readers");
     ina_store_close(st);
 
     /* A reader table of 4 slots, every one left by a dead reader. */
