@@ -342,7 +342,7 @@ end
 package.preload["msys.extended.message"] = function() return {} end
 local registered = {}
 msys.registerModule = function(name, mod) registered[name] = mod end
-local chunk = assert(loadfile(tap.srcdir("data/seed_example.lua")))
+local chunk = assert(loadfile(tap.srcdir("../lua/policies/seed_example.lua")))
 tap.lives_ok(chunk, "the reference page's example script loads")
 local mod = registered.validate_mailfrom
 ok(mod ~= nil, "and registers its module")

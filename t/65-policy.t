@@ -109,7 +109,7 @@ like(err, "^inaudit%-policy: %(stdin%):3: 192.0.2.9 rcptto: "
      "stderr names the input line, the step and the error")
 
 -- The reference page's example script, unchanged.
-local seed = data .. "seed_example.lua"
+local seed = policies .. "seed_example.lua"
 local replay = [[
 198.51.100.1 connect
 198.51.100.1 ehlo a.example
