@@ -441,9 +441,6 @@ uint64_t
 cluster_data_pages(struct ina_store *st, MDB_txn *txn)
 {
     MDB_dbi dbis[5];
-    MDB_stat s;
-    uint64_t pages = 0;
-    size_t i;
 
     if (!st->env->has_cluster)
         return 0;
@@ -452,11 +449,7 @@ cluster_data_pages(struct ina_store *st, MDB_txn *txn)
     dbis[2] = st->env->published;
     dbis[3] = st->env->outbox;
     dbis[4] = st->env->peers;
-    for (i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
-        if (mdb_stat(txn, dbis[i], &s) == 0)
-            pages += s.ms_branch_pages + s.ms_leaf_pages
-                     + s.ms_overflow_pages;
-    return pages;
+    return store_dbi_pages(txn, dbis, sizeof(dbis) / sizeof(dbis[0]));
 }
 
 /* cluster_full - is the map too full for the sync to add anything? */

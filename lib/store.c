@@ -452,6 +452,22 @@ store_read_end(struct ina_store *st)
         mdb_txn_reset(st->rtxn);
 }
 
+/* store_dbi_pages - branch, leaf and overflow pages of some databases */
+
+uint64_t
+store_dbi_pages(MDB_txn *txn, const MDB_dbi *dbis, size_t n)
+{
+    MDB_stat s;
+    uint64_t pages = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (mdb_stat(txn, dbis[i], &s) == 0)
+            pages += s.ms_branch_pages + s.ms_leaf_pages
+                     + s.ms_overflow_pages;
+    return pages;
+}
+
 /* store_data_pages - pages that hold the data of a snapshot
  *
  * The sum of the branch, leaf and overflow pages of every tree: the main
@@ -465,9 +481,6 @@ uint64_t
 store_data_pages(struct ina_store *st, MDB_txn *txn)
 {
     MDB_dbi dbis[6];
-    MDB_stat s;
-    uint64_t pages = 0;
-    size_t i;
 
     dbis[0] = 0;                    /* the freelist */
     dbis[1] = 1;                    /* the main database */
@@ -475,11 +488,7 @@ store_data_pages(struct ina_store *st, MDB_txn *txn)
     dbis[3] = st->env->counts;
     dbis[4] = st->env->sessions;
     dbis[5] = st->env->owners;
-    for (i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
-        if (mdb_stat(txn, dbis[i], &s) == 0)
-            pages += s.ms_branch_pages + s.ms_leaf_pages
-                     + s.ms_overflow_pages;
-    return pages;
+    return store_dbi_pages(txn, dbis, sizeof(dbis) / sizeof(dbis[0]));
 }
 
 /* store_check_usage - move the degradation level with map use
