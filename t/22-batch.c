@@ -14,7 +14,6 @@
 
 #include <config.h>
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,24 +84,6 @@ rec(struct ina_store *st, const char *addr, int n)
     return 0;
 }
 
-/* journals - journal files in the store directory */
-
-static int
-journals(const char *dir)
-{
-    struct dirent *de;
-    DIR *d = opendir(dir);
-    int n = 0;
-
-    if (d == NULL)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        if (strncmp(de->d_name, "journal.", 8) == 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
 int
 main(void)
 {
@@ -127,7 +108,7 @@ main(void)
     ok(rec(a, "192.0.2.1", 5) == 0, "record 5 on handle A");
     is_uint(5, q(a, "192.0.2.1", 0, 0), "A sees its 5 at once");
     is_uint(5, q(a, "192.0.2.0/24", 0, 0), "A sees them in its /24 too");
-    is_int(1, journals(conf->store), "A has a journal file");
+    is_int(1, test_journals(conf->store), "A has a journal file");
     is_uint(5, q(b, "192.0.2.1", 0, 0),
             "handle B of the same process shares the pending 5");
     is_uint(0, other(b, "192.0.2.0/24", 0, 0),
@@ -158,9 +139,9 @@ main(void)
     ina_store_close(a);
     is_uint(1, other(b, "192.0.2.3", 0, 0),
             "closing A applied the pending event");
-    is_int(1, journals(conf->store), "the journal stays while B is open");
+    is_int(1, test_journals(conf->store), "the journal stays while B is open");
     ina_store_close(b);
-    is_int(0, journals(conf->store),
+    is_int(0, test_journals(conf->store),
            "closing the last handle removed the journal");
     b = test_open(conf);
     ina_store_set_clock(b, test_clock, &now);
@@ -190,11 +171,11 @@ main(void)
     close(fds[0]);
     is_uint(0, q(b, "198.51.100.9", 0, 0),
             "its events are not in the store yet");
-    is_int(1, journals(conf->store), "its journal is left behind");
+    is_int(1, test_journals(conf->store), "its journal is left behind");
     is_int(0, ina_reap(b, &reaped), "another process writes (reaps)");
     is_uint(100, q(b, "198.51.100.9", 0, 0),
             "all 100 are applied from the dead child's journal");
-    is_int(0, journals(conf->store), "and the journal is gone");
+    is_int(0, test_journals(conf->store), "and the journal is gone");
     is_int(0, ina_reap(b, &reaped), "reap again");
     is_uint(100, q(b, "198.51.100.9", 0, 0), "still 100: never twice");
 
@@ -210,7 +191,7 @@ main(void)
            "a child recorded 50 and called exit() without closing");
     is_uint(50, q(b, "198.51.100.10", 0, 0),
             "the exit flush applied all 50");
-    is_int(0, journals(conf->store), "and left no journal");
+    is_int(0, test_journals(conf->store), "and left no journal");
 
     /* A handle with pending events inherited across fork: the child's
      * copy of the parent's pending events is not applied twice. */

@@ -14,7 +14,6 @@
 
 #include <config.h>
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,24 +62,6 @@ writer(const struct ina_conf *conf, struct shared *sh, int id)
         if (ina_session_close(st, &c, NULL) != 0)
             _exit(34);
     }
-}
-
-/* journals - journal files left in the store directory */
-
-static int
-journals(const char *dir)
-{
-    struct dirent *de;
-    DIR *d = opendir(dir);
-    int n = 0;
-
-    if (d == NULL)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        if (strncmp(de->d_name, "journal.", 8) == 0)
-            n++;
-    closedir(d);
-    return n;
 }
 
 int
@@ -157,9 +138,9 @@ main(void)
                  (unsigned long long) sessions);
             bad_gauges++;
         }
-        if (journals(conf->store) != 0) {
+        if (test_journals(conf->store) != 0) {
             diag("round %d: %d journals of dead writers left", r,
-                 journals(conf->store));
+                 test_journals(conf->store));
             bad_journals++;
         }
         ina_store_close(st);

@@ -5,6 +5,7 @@
 
 #include <config.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,4 +76,22 @@ test_open(const struct ina_conf *conf)
         bail("open: %s", err);
     ina_store_set_log(st, getenv("INA_TEST_LOG") ? test_log : NULL, NULL);
     return st;
+}
+
+/* test_journals - the journal files in a store directory, or -1 */
+
+int
+test_journals(const char *dir)
+{
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, "journal.", 8) == 0)
+            n++;
+    closedir(d);
+    return n;
 }

@@ -25,6 +25,9 @@ struct ina_cidr test_addr(const char *text);
 /* A clock the test moves by hand: pass &clock as the argument. */
 int64_t test_clock(void *arg);
 
+/* The journal files (journal.*) in a store directory, or -1. */
+int test_journals(const char *dir);
+
 /* Open a store read-write on conf, with the log silenced, or bail. */
 struct ina_store *test_open(const struct ina_conf *conf);
 
