@@ -9,7 +9,7 @@
 #                           one more option line if given
 #   ctl ARGS...             auditctl -c $conf ARGS...
 #   at TIME CMD...          CMD with the clock frozen at TIME (UTC), by
-#                           faketime(1); needs_faketime skips without it
+#                           libfaketime; needs_faketime skips without it
 #   fill_known [TIME]       fill the store with the known pattern below,
 #                           at TIME if given
 #
@@ -67,20 +67,28 @@ ctl() {
     "$AUDITCTL" -c "$conf" "$@"
 }
 
+# libfaketime is preloaded directly rather than through faketime(1): the
+# wrapper names a semaphore after its pid and fails ("sem_open: File
+# exists") when a recycled pid meets one a killed run left behind.
+FAKETIME_LIB=$(ls /usr/lib/*/faketime/libfaketime.so.1 \
+    /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+
 needs_faketime() {
-    command -v faketime >/dev/null 2>&1 \
-        || skip_all "faketime is needed (Debian package faketime)"
+    [ -n "$FAKETIME_LIB" ] \
+        || skip_all "libfaketime is needed (Debian package faketime)"
 }
 
+# at TIME CMD... - CMD with the clock frozen at TIME ("YYYY-MM-DD hh:mm:ss")
 at() {
     _at_time=$1
     shift
-    faketime -f "$_at_time" "$@"
+    LD_PRELOAD="$FAKETIME_LIB${LD_PRELOAD:+:$LD_PRELOAD}" \
+        FAKETIME="$_at_time" "$@"
 }
 
 fill_known() {
     if [ $# -gt 0 ]; then
-        set -- faketime -f "$1" "$FILL"
+        set -- at "$1" "$FILL"
     else
         set -- "$FILL"
     fi
