@@ -135,6 +135,13 @@ main(void)
     snprintf(path, sizeof(path), "%s/data.mdb", conf->store);
     ok(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0660,
        "data.mdb is created 0660");
+    /* A writer maps the store MDB_WRITEMAP: the whole map must have its
+     * blocks, so that a full disk fails the open, not a store into the
+     * map (SIGBUS). */
+    is_uint(conf->map_size, (uint64_t) sb.st_size,
+            "data.mdb is as long as the map");
+    ok((uint64_t) sb.st_blocks * 512u >= (uint64_t) sb.st_size,
+       "...and every block of it is reserved on disk");
     snprintf(path, sizeof(path), "%s/lock.mdb", conf->store);
     ok(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0660,
        "lock.mdb is created 0660");

@@ -119,9 +119,11 @@ static const char *const peer_names[NPEERS] = {
 /* A prime, so rank -> source number is a permutation of NSOURCES. */
 #define RANK_STRIDE 1000003ull
 
-/* The bench configuration: the sample's monitors and granularities, a
- * map large enough for 10M addresses (address space only). */
-#define BENCH_MAP_SIZE "64G"
+/* The bench configuration: the sample's monitors and granularities, and
+ * a map sized for what a store will hold (writers reserve the whole map
+ * on disk): BENCH_MAP_BASE plus BENCH_MAP_PER_ADDR per address or event. */
+#define BENCH_MAP_BASE (256ull << 20)
+#define BENCH_MAP_PER_ADDR 1024ull
 #define BENCH_MONITOR "60,10"
 #define BENCH_PREFIXES4 "32, 24, 16"
 #define BENCH_AGG_PREFIXES4 "32, 24"
@@ -249,7 +251,7 @@ struct bench_sres {
     int ok;
     char why[ERRLEN];
     uint64_t rp50, rp99, qp50, qp99;
-    uint64_t map_used, disk, counters;
+    uint64_t map_used, counters;
     uint64_t file0_kb, file_kb;         /* map pages resident: open, walked */
     uint64_t anon0_kb, anon_kb;         /* private memory: open, the end */
 };
@@ -611,8 +613,9 @@ rm_tree(const char *path)
 
 static struct ina_conf *
 bench_conf(struct bench *b, const char *name, const char *prefixes4,
-           char *path, size_t len)
+           uint64_t addrs, char *path, size_t len)
 {
+    uint64_t map = BENCH_MAP_BASE + BENCH_MAP_PER_ADDR * addrs;
     struct ina_conf *conf;
     char store[PATH_MAX + 64], errbuf[ERRLEN];
     FILE *fp;
@@ -625,14 +628,14 @@ bench_conf(struct bench *b, const char *name, const char *prefixes4,
         err(1, "%s", path);
     fprintf(fp,
             "# Written by inaudit-bench: the sample configuration, with a "
-            "map for 10M addresses.\n"
+            "map for %" PRIu64 " addresses.\n"
             "inbound_audit {\n"
             "    store = \"%s\"\n"
-            "    map_size = \"%s\"\n"
+            "    map_size = \"%" PRIu64 "K\"\n"
             "    monitors = {\"60,10\", \"300,12\", \"3600,24\"}\n"
             "    ipv4_prefixes = {%s}\n"
             "    ipv6_prefixes = {128, 64, 48}\n"
-            "}\n", store, BENCH_MAP_SIZE, prefixes4);
+            "}\n", addrs, store, map >> 10, prefixes4);
     if (fclose(fp) != 0)
         err(1, "%s", path);
     if (ina_conf_load(path, &conf, errbuf, sizeof(errbuf)) != 0)
@@ -2058,7 +2061,9 @@ run_workload(struct bench *b, int workload)
     idx = workload == WL_REALISTIC ? 0 : workload == WL_ADVERSARIAL ? 1 : 2;
     name = names[idx];
     res = b->res[idx];
-    conf = bench_conf(b, name, BENCH_PREFIXES4, path, sizeof(path));
+    conf = bench_conf(b, name, BENCH_PREFIXES4,
+                      (uint64_t) b->o.workers * b->o.events, path,
+                      sizeof(path));
 
     t = now_ns();
     stream_alloc(&s, b->o.workers, b->o.events, workload == WL_POLICY);
@@ -2212,6 +2217,10 @@ run_workload(struct bench *b, int workload)
         fig(b, res[PEER_FLOOR].rate / res[PEER_INA].rate,
             "%s.ratio.floor_over_inbound_audit", name);
     }
+    /* Its map is reserved on disk: only the realistic store, which the
+     * query figures reuse, stays until the end of the run. */
+    if (workload != WL_REALISTIC && !b->o.keep && b->o.dir == NULL)
+        rm_tree(conf->store);
     ina_conf_free(conf);
 }
 
@@ -2438,7 +2447,8 @@ run_query(struct bench *b)
         say(b, "   on the realistic workload's store\n");
     } else {
         /* A store with realistic content to query. */
-        conf = bench_conf(b, "realistic", BENCH_PREFIXES4, path,
+        conf = bench_conf(b, "realistic", BENCH_PREFIXES4,
+                          (uint64_t) b->o.workers * 20000, path,
                           sizeof(path));
         stream_alloc(&s, b->o.workers,
                      b->o.events < 20000 ? b->o.events : 20000, 0);
@@ -2456,7 +2466,7 @@ run_query(struct bench *b)
         say(b, "   on a store filled with %" PRIu64 " realistic events\n",
             r.events);
     }
-    aggconf = bench_conf(b, "aggregate", BENCH_AGG_PREFIXES4, aggpath,
+    aggconf = bench_conf(b, "aggregate", BENCH_AGG_PREFIXES4, 65536, aggpath,
                          sizeof(aggpath));
 
     bytes = sizeof(*q) + (3 * n + na) * sizeof(uint64_t);
@@ -2544,8 +2554,6 @@ scale_child(struct bench *b, const struct ina_conf *conf, uint64_t n,
     struct ina_store *st;
     struct ina_cidr a;
     struct ina_stat s;
-    struct stat sb;
-    char path[PATH_MAX + 16];
     uint64_t rng = b->o.seed ^ mix64(n), t, c, sum = 0;
     size_t i;
     int rc;
@@ -2592,9 +2600,6 @@ scale_child(struct bench *b, const struct ina_conf *conf, uint64_t n,
     }
     r->map_used = s.map_used;
     r->counters = s.counters;
-    snprintf(path, sizeof(path), "%s/data.mdb", conf->store);
-    if (stat(path, &sb) == 0)
-        r->disk = (uint64_t) sb.st_blocks * 512u;
     /* A worker that has touched the whole store: its RSS holds every
      * page of the map (shared with every other worker). */
     memset(&walker, 0, sizeof(walker));
@@ -2645,14 +2650,16 @@ run_scale(struct bench *b)
     pid_t pid;
     int status, failed;
 
-    conf = bench_conf(b, "scale", BENCH_PREFIXES4, path, sizeof(path));
+    conf = bench_conf(b, "scale", BENCH_PREFIXES4,
+                      b->o.nscale ? b->o.scale[b->o.nscale - 1] : 0, path,
+                      sizeof(path));
     say(b, "\n== scale: distinct IPv4 addresses, one connection each, "
         "recorded by %d workers;\n   then one process times %zu records "
         "and %zu /32 queries of random tracked addresses\n",
         b->o.workers, m, m);
-    say(b, "  %9s %10s %10s %10s %10s %10s %10s %8s %8s %8s %9s\n",
+    say(b, "  %9s %10s %10s %10s %10s %10s %10s %8s %8s %9s\n",
         "addresses", "fill ev/s", "record p50", "p99", "query p50", "p99",
-        "counters", "map B/a", "disk B/a", "RSS B/a", "priv +kB");
+        "counters", "map B/a", "RSS B/a", "priv +kB");
     bytes = sizeof(*r) + m * sizeof(uint64_t);
     for (i = 0; i < b->o.nscale; i++) {
         n = b->o.scale[i];
@@ -2700,14 +2707,13 @@ run_scale(struct bench *b)
                                                  : 0) * 1024.0 / (double) n;
         anon = (double) (r->anon_kb > r->anon0_kb ? r->anon_kb - r->anon0_kb
                                                   : 0);
-        say(b, "  %9s %10.0f %10s %10s %10s %10s %10" PRIu64 " %8.0f %8.0f "
+        say(b, "  %9s %10.0f %10s %10s %10s %10s %10" PRIu64 " %8.0f "
             "%8.0f %9.0f\n", fmt_count(c1, sizeof(c1), n), rate,
             fmt_ns(s1, sizeof(s1), (double) r->rp50),
             fmt_ns(s2, sizeof(s2), (double) r->rp99),
             fmt_ns(s3, sizeof(s3), (double) r->qp50),
             fmt_ns(s4, sizeof(s4), (double) r->qp99), r->counters,
-            (double) r->map_used / (double) n, (double) r->disk / (double) n,
-            rss, anon);
+            (double) r->map_used / (double) n, rss, anon);
         fig(b, rate, "scale.%s.fill_events_per_s", c1);
         fig(b, (double) r->rp50, "scale.%s.record_p50_ns", c1);
         fig(b, (double) r->rp99, "scale.%s.record_p99_ns", c1);
@@ -2719,8 +2725,8 @@ run_scale(struct bench *b)
         fig(b, anon, "scale.%s.private_kb_growth", c1);
         munmap(r, bytes);
     }
-    say(b, "   map B/a: map bytes in use per address; disk B/a: blocks of "
-        "data.mdb per address;\n   RSS B/a: the measuring process's "
+    say(b, "   map B/a: map bytes in use per address (data.mdb reserves "
+        "the whole map on disk);\n   RSS B/a: the measuring process's "
         "resident map pages once it has walked the whole store\n   "
         "(file pages, shared by every worker, not per worker); priv +kB: "
         "its private memory\n   grown during the measure (the write "
@@ -3182,7 +3188,8 @@ main(int argc, char **argv)
     signal(SIGTERM, bench_signal);
     signal(SIGHUP, bench_signal);
 
-    b->conf = bench_conf(b, "sample", BENCH_PREFIXES4, path, sizeof(path));
+    b->conf = bench_conf(b, "sample", BENCH_PREFIXES4, 0, path,
+                         sizeof(path));
     bench_plan(&b->plan, b->conf);
     if (b->o.workloads & (WL_REALISTIC | WL_POLICY | WL_QUERY))
         zipf_init(&b->zipf, NSOURCES, ZIPF_S);
@@ -3200,8 +3207,9 @@ main(int argc, char **argv)
     say(b, "; IPv6");
     for (i = 0; i < b->conf->nprefixes6; i++)
         say(b, " /%u", b->conf->prefixes6[i]);
-    say(b, "; flush_delay %u ms; map_size %s\n", b->conf->flush_delay,
-        BENCH_MAP_SIZE);
+    say(b, "; flush_delay %u ms; map_size %llu MiB + 1 KiB per event or "
+        "address\n", b->conf->flush_delay,
+        (unsigned long long) (BENCH_MAP_BASE >> 20));
     say(b, "stores: %s%s\n", b->dir, b->own_dir && !b->o.keep
         ? " (removed at exit)" : "");
     if (b->o.workloads & (WL_REALISTIC | WL_ADVERSARIAL | WL_POLICY)) {
