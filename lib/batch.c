@@ -21,10 +21,15 @@
  *
  * The batch belongs to the process's environment (env.c), so every handle
  * of a process on one store, every Lua state included, shares it.  Beside
- * the journal it keeps the pending deltas in a hash table of counter keys:
- * queries add them (read-your-writes), and the flush applies them sorted.
- * Only the owner applies its live journal; other processes see its events
- * within flush_delay, or at once after ina_flush().
+ * the journal it keeps the pending deltas in a hash table: queries add
+ * them (read-your-writes), and the flush applies them sorted.  A batch
+ * never spans a window boundary of any width (the boundary flushes it),
+ * so an event adds the same deltas to the current window of every width:
+ * the table is keyed by prefix (family, mask, address) alone, one entry
+ * per granularity instead of one per granularity and width, and the
+ * flush writes each entry into every width's current window.  Only the
+ * owner applies its live journal; other processes see its events within
+ * flush_delay, or at once after ina_flush().
  *
  * SPDX-License-Identifier: MIT
  */
@@ -78,14 +83,27 @@ struct journal_ent {
     uint8_t addr[16];
 };
 
-/* One pending counter: a key and the deltas of the three events. */
+/* One pending prefix: family, mask length and address (the tail of its
+ * counter keys, from byte 8), and the deltas of the three events. */
+#define PKEY_MAX (CKEY_MAX - 8)
 struct pend {
     uint8_t klen;              /* 0: empty slot */
-    uint8_t key[CKEY_MAX];
+    uint8_t key[PKEY_MAX];
     uint64_t d[INA_NEVENTS];
 };
 
-/* The batch state of a handle. */
+/* A table of pending prefixes, all of one time (the store clock of its
+ * first event: its window of every width): open addressing over a power
+ * of two, with the slots in use listed, so that clearing and sorting
+ * touch only those. */
+struct ptab {
+    struct pend *tab;
+    size_t cap, used;
+    size_t *slot;              /* the used entries' slot numbers */
+    int64_t time;
+};
+
+/* The batch state of a process on one store. */
 struct batch {
     struct journal_hdr *hdr;   /* NULL until the first record */
     struct journal_ent *ent;
@@ -93,9 +111,7 @@ struct batch {
     char path[4096];
     uint32_t seq;
     uint64_t applied;          /* tail applied by our last flush */
-    struct pend *tab;          /* pending deltas, open addressing */
-    size_t cap, used;
-    int64_t first_time;        /* store clock at the first pending event */
+    struct ptab pend;          /* the events past applied, merged */
     uint64_t deadline_ms;      /* monotonic time to flush by */
 };
 
@@ -138,102 +154,127 @@ batch_meta_key(uint8_t *k, uint32_t pid, uint64_t start, uint32_t seq)
     return 17;
 }
 
-/* batch_hash - hash of a counter key */
+/* pkey_hash - hash of a prefix key: three words, multiplied and mixed */
 
 static uint64_t
-batch_hash(const uint8_t *key, size_t len)
+pkey_hash(const uint8_t *key, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    size_t i;
+    uint64_t w[3] = { 0, 0, 0 }, h;
 
-    for (i = 0; i < len; i++)
-        h = (h ^ key[i]) * 0x100000001b3ull;
-    return h ^ (h >> 29);
+    memcpy(w, key, len);
+    h = w[0] * 0x9e3779b97f4a7c15ull ^ w[1] * 0xc2b2ae3d27d4eb4full
+        ^ w[2] * 0x165667b19e3779f9ull ^ len;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    return h ^ (h >> 32);
 }
 
-/* batch_find - the slot of a key, or the empty slot where it goes */
+/* ptab_find - the slot of a key, or the empty slot where it goes */
 
 static struct pend *
-batch_find(struct pend *tab, size_t cap, const uint8_t *key, size_t len)
+ptab_find(const struct ptab *t, const uint8_t *key, size_t len)
 {
-    size_t i = (size_t) batch_hash(key, len) & (cap - 1);
+    size_t i = (size_t) pkey_hash(key, len) & (t->cap - 1);
 
     for (;;) {
-        struct pend *p = &tab[i];
+        struct pend *p = &t->tab[i];
 
         if (p->klen == 0
             || (p->klen == len && memcmp(p->key, key, len) == 0))
             return p;
-        i = (i + 1) & (cap - 1);
+        i = (i + 1) & (t->cap - 1);
     }
 }
 
-/* batch_grow - double the pending table */
+/* ptab_grow - double a table */
 
 static int
-batch_grow(struct batch *b)
+ptab_grow(struct ptab *t)
 {
-    size_t cap = b->cap ? b->cap * 2 : 1024, i;
-    struct pend *tab, *p;
+    size_t cap = t->cap ? t->cap * 2 : 1024, i;
+    struct ptab n;
+    struct pend *p;
 
-    if ((tab = calloc(cap, sizeof(*tab))) == NULL)
+    memset(&n, 0, sizeof(n));
+    if ((n.tab = calloc(cap, sizeof(*n.tab))) == NULL
+        || (n.slot = malloc(cap / 2 * sizeof(*n.slot))) == NULL) {
+        free(n.tab);
         return ENOMEM;
-    for (i = 0; i < b->cap; i++)
-        if (b->tab[i].klen != 0) {
-            p = batch_find(tab, cap, b->tab[i].key, b->tab[i].klen);
-            *p = b->tab[i];
-        }
-    free(b->tab);
-    b->tab = tab;
-    b->cap = cap;
+    }
+    n.cap = cap;
+    for (i = 0; i < t->used; i++) {
+        const struct pend *o = &t->tab[t->slot[i]];
+
+        p = ptab_find(&n, o->key, o->klen);
+        *p = *o;
+        n.slot[i] = (size_t) (p - n.tab);
+    }
+    free(t->tab);
+    free(t->slot);
+    t->tab = n.tab;
+    t->slot = n.slot;
+    t->cap = cap;
     return 0;
 }
 
-/* batch_add - add one event's deltas at every key it counts under */
+/* ptab_clear - empty a table, touching only the entries in use */
+
+static void
+ptab_clear(struct ptab *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->used; i++)
+        t->tab[t->slot[i]].klen = 0;
+    t->used = 0;
+    t->time = 0;
+}
+
+/* ptab_free - release a table */
+
+static void
+ptab_free(struct ptab *t)
+{
+    free(t->tab);
+    free(t->slot);
+    memset(t, 0, sizeof(*t));
+}
+
+/* ptab_add_event - add one event's deltas at every prefix it counts under */
 
 static int
-batch_add(struct ina_store *st, struct pend **tabp, size_t *capp,
-          size_t *usedp, struct batch *grow, int64_t now, int ev,
-          int family, const uint8_t *host, uint64_t n)
+ptab_add_event(struct ina_store *st, struct ptab *t, int ev, int family,
+               const uint8_t *host, uint64_t n)
 {
-    uint8_t key[CKEY_MAX], addr[16];
+    uint8_t key[PKEY_MAX];
     const uint8_t *list;
     unsigned alen = cidr_addrlen(family);
+    size_t np, pi, klen = 2 + alen;
     struct pend *p;
-    size_t np, wi, pi, klen;
     int rc;
 
     np = store_prefixes(st->conf, family, &list);
-    for (wi = 0; wi < st->nwidths; wi++) {
-        uint32_t win = (uint32_t) (now / st->widths[wi].width);
-
-        for (pi = 0; pi < np; pi++) {
-            if ((*usedp + 1) * 2 > *capp) {
-                if (grow == NULL)
-                    return ENOMEM;
-                if ((rc = batch_grow(grow)) != 0)
-                    return rc;
-                *tabp = grow->tab;
-                *capp = grow->cap;
-            }
-            memcpy(addr, host, alen);
-            cidr_mask(addr, alen, list[pi]);
-            klen = store_ckey(key, st->widths[wi].width, win, family,
-                              list[pi], addr);
-            p = batch_find(*tabp, *capp, key, klen);
-            if (p->klen == 0) {
-                p->klen = (uint8_t) klen;
-                memcpy(p->key, key, klen);
-                memset(p->d, 0, sizeof(p->d));
-                (*usedp)++;
-            }
-            p->d[ev] = UINT64_MAX - p->d[ev] < n ? UINT64_MAX : p->d[ev] + n;
+    key[0] = (uint8_t) family;
+    for (pi = 0; pi < np; pi++) {
+        if ((t->used + 1) * 2 > t->cap && (rc = ptab_grow(t)) != 0)
+            return rc;
+        key[1] = list[pi];
+        memcpy(key + 2, host, alen);
+        cidr_mask(key + 2, alen, list[pi]);
+        p = ptab_find(t, key, klen);
+        if (p->klen == 0) {
+            p->klen = (uint8_t) klen;
+            memcpy(p->key, key, klen);
+            memset(p->d, 0, sizeof(p->d));
+            t->slot[t->used++] = (size_t) (p - t->tab);
         }
+        p->d[ev] = UINT64_MAX - p->d[ev] < n ? UINT64_MAX : p->d[ev] + n;
     }
     return 0;
 }
 
-/* pend_cmp - key order of pending counters */
+/* pend_cmp - key order of pending prefixes (the order of their counter
+ * keys within one window) */
 
 static int
 pend_cmp(const void *a, const void *b)
@@ -246,55 +287,61 @@ pend_cmp(const void *a, const void *b)
     return c != 0 ? c : (int) x->klen - (int) y->klen;
 }
 
-/* batch_skip_level - is a key's granularity dropped by degradation? */
+/* batch_skipped - is a prefix's granularity dropped by degradation? */
 
 static int
-batch_skipped(struct ina_store *st, int level, const uint8_t *key)
+batch_skipped(struct ina_store *st, int level, const uint8_t *pkey)
 {
     const uint8_t *list;
-    size_t np = store_prefixes(st->conf, key[8], &list), i;
+    size_t np = store_prefixes(st->conf, pkey[0], &list), i;
 
     if (level <= 0 || np == 0)
         return 0;
     if ((size_t) level >= np)
         level = (int) np - 1;
     for (i = np - (size_t) level; i < np; i++)
-        if (list[i] == key[9])
+        if (list[i] == pkey[1])
             return 1;
     return 0;
 }
 
-/* batch_apply - add a table of pending counters in one transaction
+/* ptab_apply - add a table of pending prefixes in one transaction
  *
- * Keys are applied in order through one cursor, so neighbouring keys
- * share the descent and the copied pages. */
+ * The prefixes are sorted once; then each width, in ascending order, gets
+ * them in its window of the table's time, so the cursor only moves
+ * forward and neighbouring keys share the descent and the copied pages. */
 
 static int
-batch_apply(struct ina_store *st, MDB_txn *txn, struct pend *tab,
-            size_t cap, size_t used)
+ptab_apply(struct ina_store *st, MDB_txn *txn, const struct ptab *t)
 {
+    uint8_t key[CKEY_MAX];
     struct pend **order;
     MDB_cursor *c;
-    size_t i, j;
+    size_t i, n = 0, wi;
     int rc = 0, level;
 
-    if (used == 0)
+    if (t->used == 0)
         return 0;
-    if ((order = malloc(used * sizeof(*order))) == NULL)
+    if ((order = malloc(t->used * sizeof(*order))) == NULL)
         return ENOMEM;
-    for (i = 0, j = 0; i < cap && j < used; i++)
-        if (tab[i].klen != 0)
-            order[j++] = &tab[i];
-    qsort(order, j, sizeof(*order), pend_cmp);
     level = store_level(st, txn);
+    for (i = 0; i < t->used; i++)
+        if (!batch_skipped(st, level, t->tab[t->slot[i]].key))
+            order[n++] = &t->tab[t->slot[i]];
+    qsort(order, n, sizeof(*order), pend_cmp);
     if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0) {
         free(order);
         return rc;
     }
-    for (i = 0; i < j && rc == 0; i++)
-        if (!batch_skipped(st, level, order[i]->key))
-            rc = store_add_counts(c, order[i]->key, order[i]->klen,
-                                  order[i]->d);
+    for (wi = 0; wi < st->nwidths && rc == 0; wi++) {
+        /* The width and window that head every key of this pass. */
+        be_put(key, st->widths[wi].width, 4);
+        be_put(key + 4, (uint64_t) (t->time / st->widths[wi].width), 4);
+        for (i = 0; i < n && rc == 0; i++) {
+            memcpy(key + 8, order[i]->key, order[i]->klen);
+            rc = store_add_counts(c, key, 8 + order[i]->klen, order[i]->d);
+        }
+    }
     mdb_cursor_close(c);
     free(order);
     return rc;
@@ -335,11 +382,26 @@ batch_meta_put(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
     return mdb_put(txn, st->env->meta, &k, &v, 0);
 }
 
+/* same_windows - do two clock readings fall in the same window of every
+ * width? */
+
+static int
+same_windows(const struct ina_store *st, int64_t a, int64_t b)
+{
+    size_t wi;
+
+    for (wi = 0; wi < st->nwidths; wi++)
+        if (a / st->widths[wi].width != b / st->widths[wi].width)
+            return 0;
+    return 1;
+}
+
 /* batch_replay - apply a journal's entries past its stored tail
  *
  * Used for journals of dead processes, and by the owner when its own
- * bookkeeping disagrees with the store.  The entries are re-expanded into
- * counter keys with this handle's configuration. */
+ * bookkeeping disagrees with the store.  The entries are re-expanded
+ * with this handle's configuration, into one table per run of entries
+ * that share their windows. */
 
 static int
 batch_replay(struct ina_store *st, MDB_txn *txn,
@@ -347,10 +409,11 @@ batch_replay(struct ina_store *st, MDB_txn *txn,
              uint64_t *replayed)
 {
     uint8_t mkey[17];
-    size_t mklen, cap = 0, used = 0;
+    size_t mklen;
     uint64_t applied, tail, seq, from;
-    struct batch tmp;
+    struct ptab t;
     const struct journal_ent *e;
+    const uint8_t *list;
     int found, rc = 0;
 
     mklen = batch_meta_key(mkey, hdr->pid, hdr->start, hdr->seq);
@@ -361,21 +424,25 @@ batch_replay(struct ina_store *st, MDB_txn *txn,
     /* Entries older than one ring were overwritten; they were applied
      * before the owner reused their slots. */
     from = tail - applied > hdr->capacity ? tail - hdr->capacity : applied;
-    memset(&tmp, 0, sizeof(tmp));
+    memset(&t, 0, sizeof(t));
     for (seq = from + 1; seq <= tail && rc == 0; seq++) {
         e = &ent[(seq - 1) % hdr->capacity];
         if (e->ev >= INA_NEVENTS || (e->family != 4 && e->family != 6))
             continue;
-        if (store_prefixes(st->conf, e->family, &(const uint8_t *) {
-                NULL }) == 0)
+        if (store_prefixes(st->conf, e->family, &list) == 0)
             continue;
-        rc = batch_add(st, &tmp.tab, &cap, &used, &tmp, (int64_t) e->time,
-                       e->ev, e->family, e->addr, e->n);
-        cap = tmp.cap;
+        if (t.used > 0 && !same_windows(st, t.time, (int64_t) e->time)) {
+            rc = ptab_apply(st, txn, &t);
+            ptab_clear(&t);
+        }
+        if (t.used == 0)
+            t.time = (int64_t) e->time;
+        if (rc == 0)
+            rc = ptab_add_event(st, &t, e->ev, e->family, e->addr, e->n);
     }
     if (rc == 0)
-        rc = batch_apply(st, txn, tmp.tab, tmp.cap, used);
-    free(tmp.tab);
+        rc = ptab_apply(st, txn, &t);
+    ptab_free(&t);
     if (rc == 0)
         rc = batch_meta_put(st, txn, mkey, mklen, tail);
     if (rc == 0 && replayed != NULL)
@@ -462,7 +529,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
             return rc;
         return store_expire_due(st, txn, st->clock(st->clock_arg));
     }
-    if ((rc = batch_apply(st, txn, b->tab, b->cap, b->used)) != 0
+    if ((rc = ptab_apply(st, txn, &b->pend)) != 0
         || (rc = batch_meta_put(st, txn, mkey, mklen, a->tail)) != 0)
         return rc;
     return store_expire_due(st, txn, st->clock(st->clock_arg));
@@ -473,10 +540,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 static void
 batch_clear(struct batch *b)
 {
-    if (b->used > 0)
-        memset(b->tab, 0, b->cap * sizeof(*b->tab));
-    b->used = 0;
-    b->first_time = 0;
+    ptab_clear(&b->pend);
     b->deadline_ms = 0;
 }
 
@@ -492,7 +556,7 @@ batch_flush_locked(struct ina_store *st)
     struct flush_arg a;
     int rc;
 
-    if (b == NULL || b->hdr == NULL || b->used == 0)
+    if (b == NULL || b->hdr == NULL || b->pend.used == 0)
         return 0;
     a.tail = b->hdr->tail;
     rc = store_write(st, flush_txn, &a);
@@ -503,8 +567,8 @@ batch_flush_locked(struct ina_store *st)
     } else if (rc == MDB_MAP_FULL) {
         store_log(st, INA_LOG_ERR,
                   "store %s: map full at the coarsest granularity: %zu "
-                  "pending counters were not counted", st->conf->store,
-                  b->used);
+                  "pending prefixes were not counted", st->conf->store,
+                  b->pend.used);
         store_count_dropped(st, b->hdr->tail - b->applied);
         b->applied = a.tail;
         batch_clear(b);
@@ -536,7 +600,6 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
     struct journal_ent *e;
     uint64_t tail, now_ms;
     int64_t now;
-    size_t wi;
     int rc;
 
     if (b == NULL) {
@@ -550,18 +613,14 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
     if (now < 0 || now > (int64_t) UINT32_MAX)
         return INA_ECLOCK;
     /* A window boundary flushes what was pending, so that expiry never
-     * runs ahead of buffered counts and other processes see the closed
-     * window whole. */
-    if (b->used > 0) {
-        for (wi = 0; wi < st->nwidths; wi++)
-            if (now / st->widths[wi].width
-                != b->first_time / st->widths[wi].width)
-                break;
-        if (wi < st->nwidths && (rc = batch_flush_locked(st)) != 0)
-            return rc;
-    }
+     * runs ahead of buffered counts, other processes see the closed
+     * window whole, and the table stays within one window per width. */
+    if (b->pend.used > 0 && !same_windows(st, now, b->pend.time)
+        && (rc = batch_flush_locked(st)) != 0)
+        return rc;
     tail = b->hdr->tail;
-    if (tail - b->applied >= b->hdr->capacity || b->used >= BATCH_MAX_KEYS) {
+    if (tail - b->applied >= b->hdr->capacity
+        || b->pend.used >= BATCH_MAX_KEYS) {
         if ((rc = batch_flush_locked(st)) != 0)
             return rc;
     }
@@ -572,14 +631,14 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
     e->n = n;
     memcpy(e->addr, addr->addr, 16);
     __atomic_store_n(&b->hdr->tail, tail + 1, __ATOMIC_RELEASE);
-    if ((rc = batch_add(st, &b->tab, &b->cap, &b->used, b, now, (int) ev,
-                        addr->family, addr->addr, n)) != 0)
-        return rc;
     now_ms = mono_ms();
-    if (b->first_time == 0) {
-        b->first_time = now;
+    if (b->pend.used == 0) {
+        b->pend.time = now;
         b->deadline_ms = now_ms + st->conf->flush_delay;
     }
+    if ((rc = ptab_add_event(st, &b->pend, (int) ev, addr->family,
+                             addr->addr, n)) != 0)
+        return rc;
     if (now_ms >= b->deadline_ms)
         return batch_flush_locked(st);
     return 0;
@@ -611,27 +670,36 @@ batch_due(struct ina_store *st)
     if (!batch_has_pending(st))
         return 0;
     pthread_mutex_lock(&st->env->block);
-    if (b->used > 0 && mono_ms() >= b->deadline_ms)
+    if (b->pend.used > 0 && mono_ms() >= b->deadline_ms)
         rc = batch_flush_locked(st);
     pthread_mutex_unlock(&st->env->block);
     return rc;
 }
 
-/* batch_pending - the process's pending count of one counter key */
+/* batch_pending - the process's pending count of one counter key
+ *
+ * Pending events all fall in the table's window of each width: a key of
+ * another window has none. */
 
 uint64_t
 batch_pending(struct ina_store *st, const uint8_t *key, size_t klen,
               int ev)
 {
     struct batch *b = st->env->batch;
+    uint32_t width, win;
     struct pend *p;
     uint64_t n = 0;
 
-    if (!batch_has_pending(st))
+    if (!batch_has_pending(st) || klen <= 8 || klen - 8 > PKEY_MAX)
         return 0;
+    width = (uint32_t) key[0] << 24 | (uint32_t) key[1] << 16
+            | (uint32_t) key[2] << 8 | key[3];
+    win = (uint32_t) key[4] << 24 | (uint32_t) key[5] << 16
+          | (uint32_t) key[6] << 8 | key[7];
     pthread_mutex_lock(&st->env->block);
-    if (b->used > 0) {
-        p = batch_find(b->tab, b->cap, key, klen);
+    if (b->pend.used > 0 && width > 0
+        && (uint32_t) (b->pend.time / width) == win) {
+        p = ptab_find(&b->pend, key + 8, klen - 8);
         n = p->klen != 0 ? p->d[ev] : 0;
     }
     pthread_mutex_unlock(&st->env->block);
@@ -645,7 +713,8 @@ batch_has_pending(const struct ina_store *st)
 {
     struct batch *b = st->env->batch;
 
-    return b != NULL && __atomic_load_n(&b->used, __ATOMIC_RELAXED) > 0;
+    return b != NULL
+           && __atomic_load_n(&b->pend.used, __ATOMIC_RELAXED) > 0;
 }
 
 /* batch_forget - drop the parent's batch in a child after fork
@@ -663,7 +732,7 @@ batch_forget(struct env *e)
         return;
     if (b->hdr != NULL)
         munmap(b->hdr, b->maplen);
-    free(b->tab);
+    ptab_free(&b->pend);
     free(b);
     e->batch = NULL;
 }
