@@ -56,9 +56,9 @@
 #define JOURNAL_MAGIC 0x494e414a /* "INAJ" */
 #define JOURNAL_VERSION 1
 /* Entries a journal holds; a full journal is flushed at once. */
-#define JOURNAL_ENTRIES 16384
+#define JOURNAL_ENTRIES 131072
 /* Pending keys at which a flush is forced whatever the delay. */
-#define BATCH_MAX_KEYS 32768
+#define BATCH_MAX_KEYS 131072
 
 /* The journal file: a header, then a ring of entries.  Entry seq (from 1)
  * lives in slot (seq - 1) % capacity.  tail is written with release

@@ -2,10 +2,11 @@
 # 27-disk-full.t - a disk that cannot hold the map fails the open cleanly
 #
 # Writers map the store MDB_WRITEMAP, so data.mdb is as long as the map;
-# its blocks are reserved at open (env.c).  On a 4 MiB tmpfs a 16 MiB map
+# its blocks are reserved at open (env.c).  On a 16 MiB tmpfs a 64 MiB map
 # cannot be reserved: the open must fail with a message that says so, not
 # succeed and later kill a worker with SIGBUS on its first store into an
-# unbacked page.  A map that fits opens, records and counts.  Needs root
+# unbacked page.  A map that fits opens, records (its journal too has
+# its blocks) and counts.  Needs root
 # to mount the tmpfs; skipped otherwise.
 #
 # SPDX-License-Identifier: MIT
@@ -14,7 +15,7 @@
 
 mnt=$dir/small
 mkdir "$mnt" || bail "mkdir $mnt failed"
-if [ "$(id -u)" -ne 0 ] || ! mount -t tmpfs -o size=4m tmpfs "$mnt" 2>/dev/null
+if [ "$(id -u)" -ne 0 ] || ! mount -t tmpfs -o size=16m tmpfs "$mnt" 2>/dev/null
 then
     skip_all "needs root to mount a small tmpfs"
 fi
@@ -22,15 +23,16 @@ tap_cleanup 'umount "$mnt" 2>/dev/null; rm -rf "$dir"'
 plan 9
 
 write_conf "$dir/big.conf" "$mnt/big"
+sed -i 's/map_size = "16M"/map_size = "64M"/' "$dir/big.conf"
 out=$("$AUDITCTL" -c "$dir/big.conf" record connection 192.0.2.1 2>&1)
-is 1 $? "a 16 MiB map on a 4 MiB disk: record exits 1"
+is 1 $? "a 64 MiB map on a 16 MiB disk: record exits 1"
 like "$out" "the disk cannot hold the map" "...saying the disk cannot hold it"
 like "$out" "free space or lower map_size" "...and what to do"
 out=$(df -k "$mnt" | awk 'NR == 2 { print $4 }')
-ok "...and the failed reservation gave the space back" test "$out" -gt 3000
+ok "...and the failed reservation gave the space back" test "$out" -gt 15000
 
 # A map that fits: 2 MiB on the same disk.
-sed 's/map_size = "16M"/map_size = "2M"/' "$dir/big.conf" \
+sed 's/map_size = "64M"/map_size = "2M"/' "$dir/big.conf" \
     | sed "s|$mnt/big|$mnt/fits|" >"$dir/fits.conf"
 ok_program "a 2 MiB map fits: record works" 0 \
     "recorded 3 connections from 192.0.2.1" \
