@@ -27,9 +27,26 @@
  * so an event adds the same deltas to the current window of every width:
  * the table is keyed by prefix (family, mask, address) alone, one entry
  * per granularity instead of one per granularity and width, and the
- * flush writes each entry into every width's current window.  Only the
- * owner applies its live journal; other processes see its events within
- * flush_delay, or at once after ina_flush().
+ * flush writes each entry into every width's current window.
+ *
+ * Flushes are combined: a flush applies, with this process's table, the
+ * entries of every other process's journal past their stored tails, and
+ * stores every journal's new tail in the same transaction.  So the first
+ * process whose deadline passes serves all the writers, each key merged
+ * across them, and the others do not queue behind it for the writer lock
+ * to flush what it already applied: after its commit it raises a hint in
+ * each journal's header, and the owner then rebuilds its table from the
+ * entries past it.  The hint can be lost (the applier dies between its
+ * commit and the hint), so a query that finds pending counts for its key
+ * reads the journal's tail from its own snapshot, once per snapshot, and
+ * catches up to that: the sum is exact for the snapshot it read.
+ *
+ * A deadline is set when a batch starts: flush_delay after its first
+ * event, less the time a flush takes here (the writer lock's holding
+ * time, averaged), so that other processes see an event within about
+ * flush_delay while the writer keeps up; ina_flush() makes them see it at
+ * once.  When it does not keep up, events wait for the flushes before
+ * them (inaudit-bench measures both: README, Performance).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -56,9 +73,9 @@
 #define JOURNAL_MAGIC 0x494e414a /* "INAJ" */
 #define JOURNAL_VERSION 1
 /* Entries a journal holds; a full journal is flushed at once. */
-#define JOURNAL_ENTRIES 131072
+#define JOURNAL_ENTRIES 16384
 /* Pending keys at which a flush is forced whatever the delay. */
-#define BATCH_MAX_KEYS 131072
+#define BATCH_MAX_KEYS 32768
 
 /* The journal file: a header, then a ring of entries.  Entry seq (from 1)
  * lives in slot (seq - 1) % capacity.  tail is written with release
@@ -103,16 +120,42 @@ struct ptab {
     int64_t time;
 };
 
+/* The tables of a collection of journal entries: one per set of windows
+ * met (a boundary falls between some entries), applied and reused when
+ * more sets come than it holds. */
+#define PSET_MAX 4
+struct pset {
+    struct ptab t[PSET_MAX];
+    size_t n;
+};
+
+/* The journal of another process, mapped for combined flushes. */
+struct peer {
+    char name[96];
+    struct journal_hdr *hdr;
+    size_t maplen;
+    int writable;              /* the hint can be published */
+    int seen;                  /* found by the last directory scan */
+    uint64_t tail;             /* collected up to, in the flush under way */
+};
+
 /* The batch state of a process on one store. */
 struct batch {
     struct journal_hdr *hdr;   /* NULL until the first record */
     struct journal_ent *ent;
+    uint64_t *ms;              /* monotonic ms of each entry's record */
     size_t maplen;
     char path[4096];
     uint32_t seq;
-    uint64_t applied;          /* tail applied by our last flush */
-    struct ptab pend;          /* the events past applied, merged */
+    uint64_t applied;          /* entries the pending table leaves out */
+    struct ptab pend;          /* the entries past applied, merged */
     uint64_t deadline_ms;      /* monotonic time to flush by */
+    uint64_t flush_ms;         /* how long a flush takes here (average) */
+    uint64_t snap_txn;         /* the last snapshot whose stored tail ... */
+    uint64_t snap_applied;     /* ... was read, and that tail */
+    struct pset merge;         /* a combined flush's tables */
+    struct peer *peers;        /* the other processes' journals */
+    size_t npeers, peercap;
 };
 
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -140,6 +183,23 @@ mono_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/* hint_raise - publish an applied tail, never moving it back
+ *
+ * Several processes may publish into one journal's header: its owner
+ * after its own flush, any other process after a combined one. */
+
+static void
+hint_raise(uint64_t *hint, uint64_t v)
+{
+    uint64_t cur = __atomic_load_n(hint, __ATOMIC_RELAXED);
+
+    while (cur < v
+           && !__atomic_compare_exchange_n(hint, &cur, v, 1,
+                                           __ATOMIC_RELEASE,
+                                           __ATOMIC_RELAXED))
+        ;
 }
 
 /* batch_meta_key - the meta key of a journal's applied tail */
@@ -273,6 +333,33 @@ ptab_add_event(struct ina_store *st, struct ptab *t, int ev, int family,
     return 0;
 }
 
+/* ptab_merge - add every entry of src into t (of the same windows) */
+
+static int
+ptab_merge(struct ptab *t, const struct ptab *src)
+{
+    const struct pend *o;
+    struct pend *p;
+    size_t i;
+    int e, rc;
+
+    for (i = 0; i < src->used; i++) {
+        if ((t->used + 1) * 2 > t->cap && (rc = ptab_grow(t)) != 0)
+            return rc;
+        o = &src->tab[src->slot[i]];
+        p = ptab_find(t, o->key, o->klen);
+        if (p->klen == 0) {
+            *p = *o;
+            t->slot[t->used++] = (size_t) (p - t->tab);
+            continue;
+        }
+        for (e = 0; e < INA_NEVENTS; e++)
+            p->d[e] = UINT64_MAX - p->d[e] < o->d[e] ? UINT64_MAX
+                                                     : p->d[e] + o->d[e];
+    }
+    return 0;
+}
+
 /* pend_cmp - key order of pending prefixes (the order of their counter
  * keys within one window) */
 
@@ -396,61 +483,191 @@ same_windows(const struct ina_store *st, int64_t a, int64_t b)
     return 1;
 }
 
-/* batch_replay - apply a journal's entries past its stored tail
+/* pset_table - the table of a collection for the windows of time
  *
- * Used for journals of dead processes, and by the owner when its own
- * bookkeeping disagrees with the store.  The entries are re-expanded
- * with this handle's configuration, into one table per run of entries
- * that share their windows. */
+ * When every table holds other windows, the oldest is applied now, in
+ * the caller's transaction, and reused: sums do not depend on order. */
 
 static int
-batch_replay(struct ina_store *st, MDB_txn *txn,
-             const struct journal_hdr *hdr, const struct journal_ent *ent,
-             uint64_t *replayed)
+pset_table(struct ina_store *st, MDB_txn *txn, struct pset *set,
+           int64_t time, struct ptab **out)
+{
+    struct ptab *t;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < set->n; i++)
+        if (set->t[i].used > 0 && same_windows(st, set->t[i].time, time)) {
+            *out = &set->t[i];
+            return 0;
+        }
+    for (i = 0; i < set->n; i++)
+        if (set->t[i].used == 0)
+            break;
+    if (i == set->n && set->n < PSET_MAX)
+        set->n++;
+    if (i == PSET_MAX) {
+        i = 0;
+        if ((rc = ptab_apply(st, txn, &set->t[0])) != 0)
+            return rc;
+        ptab_clear(&set->t[0]);
+    }
+    t = &set->t[i];
+    t->time = time;
+    *out = t;
+    return 0;
+}
+
+/* pset_apply - apply every table of a collection */
+
+static int
+pset_apply(struct ina_store *st, MDB_txn *txn, const struct pset *set)
+{
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; i < set->n && rc == 0; i++)
+        rc = ptab_apply(st, txn, &set->t[i]);
+    return rc;
+}
+
+/* pset_clear, pset_free - empty a collection, release it */
+
+static void
+pset_clear(struct pset *set)
+{
+    size_t i;
+
+    for (i = 0; i < set->n; i++)
+        ptab_clear(&set->t[i]);
+}
+
+static void
+pset_free(struct pset *set)
+{
+    size_t i;
+
+    for (i = 0; i < PSET_MAX; i++)
+        ptab_free(&set->t[i]);
+    set->n = 0;
+}
+
+/* journal_collect - add a journal's entries past its stored tail
+ *
+ * The entries are re-expanded with this handle's configuration.  *tailp
+ * gets the tail read (entries up to it are whole: the owner advances it
+ * with release order after writing each), *count the entries added.  The
+ * caller stores the tail (journal_mark) in the transaction that applies
+ * the collection. */
+
+static int
+journal_collect(struct ina_store *st, MDB_txn *txn,
+                const struct journal_hdr *hdr,
+                const struct journal_ent *ent, struct pset *set,
+                uint64_t *tailp, uint64_t *count)
 {
     uint8_t mkey[17];
-    size_t mklen;
     uint64_t applied, tail, seq, from;
-    struct ptab t;
     const struct journal_ent *e;
     const uint8_t *list;
+    struct ptab *t;
     int found, rc = 0;
 
-    mklen = batch_meta_key(mkey, hdr->pid, hdr->start, hdr->seq);
-    applied = batch_meta_get(st, txn, mkey, mklen, &found);
+    applied = batch_meta_get(st, txn, mkey,
+                             batch_meta_key(mkey, hdr->pid, hdr->start,
+                                            hdr->seq), &found);
     tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
+    *tailp = tail;
+    *count = 0;
     if (tail <= applied)
         return 0;
     /* Entries older than one ring were overwritten; they were applied
      * before the owner reused their slots. */
     from = tail - applied > hdr->capacity ? tail - hdr->capacity : applied;
-    memset(&t, 0, sizeof(t));
     for (seq = from + 1; seq <= tail && rc == 0; seq++) {
         e = &ent[(seq - 1) % hdr->capacity];
         if (e->ev >= INA_NEVENTS || (e->family != 4 && e->family != 6))
             continue;
         if (store_prefixes(st->conf, e->family, &list) == 0)
             continue;
-        if (t.used > 0 && !same_windows(st, t.time, (int64_t) e->time)) {
-            rc = ptab_apply(st, txn, &t);
-            ptab_clear(&t);
-        }
-        if (t.used == 0)
-            t.time = (int64_t) e->time;
-        if (rc == 0)
-            rc = ptab_add_event(st, &t, e->ev, e->family, e->addr, e->n);
+        if ((rc = pset_table(st, txn, set, (int64_t) e->time, &t)) == 0)
+            rc = ptab_add_event(st, t, e->ev, e->family, e->addr, e->n);
     }
     if (rc == 0)
-        rc = ptab_apply(st, txn, &t);
-    ptab_free(&t);
-    if (rc == 0)
-        rc = batch_meta_put(st, txn, mkey, mklen, tail);
-    if (rc == 0 && replayed != NULL)
-        *replayed += tail - from;
+        *count = tail - from;
     return rc;
 }
 
-/* batch_open_journal - create this handle's journal file */
+/* journal_mark - store the tail a transaction applied a journal up to */
+
+static int
+journal_mark(struct ina_store *st, MDB_txn *txn,
+             const struct journal_hdr *hdr, uint64_t tail)
+{
+    uint8_t mkey[17];
+
+    return batch_meta_put(st, txn, mkey,
+                          batch_meta_key(mkey, hdr->pid, hdr->start,
+                                         hdr->seq), tail);
+}
+
+/* batch_replay - apply a journal's entries past its stored tail
+ *
+ * For the journals of dead processes (the sweep), in the caller's
+ * transaction. */
+
+static int
+batch_replay(struct ina_store *st, MDB_txn *txn,
+             const struct journal_hdr *hdr, const struct journal_ent *ent,
+             uint64_t *replayed)
+{
+    struct pset set;
+    uint64_t tail, count;
+    int rc;
+
+    memset(&set, 0, sizeof(set));
+    rc = journal_collect(st, txn, hdr, ent, &set, &tail, &count);
+    if (rc == 0 && count > 0 && (rc = pset_apply(st, txn, &set)) == 0)
+        rc = journal_mark(st, txn, hdr, tail);
+    pset_free(&set);
+    if (rc == 0 && replayed != NULL)
+        *replayed += count;
+    return rc;
+}
+
+/* journal_valid - does a mapped journal's header match its name? */
+
+static int
+journal_valid(const struct journal_hdr *hdr, size_t size, uint32_t pid,
+              uint64_t start, uint32_t seq)
+{
+    return __atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) == JOURNAL_MAGIC
+           && hdr->version == JOURNAL_VERSION && hdr->pid == pid
+           && hdr->start == start && hdr->seq == seq && hdr->capacity > 0
+           && hdr->capacity <= (size - sizeof(*hdr))
+                                   / sizeof(struct journal_ent);
+}
+
+/* batch_parse_name - pid, start and seq from "journal.PID.START.SEQ" */
+
+static int
+batch_parse_name(const char *name, uint32_t *pid, uint64_t *start,
+                 uint32_t *seq)
+{
+    unsigned long p, s;
+    unsigned long long t;
+    int used = 0;
+
+    if (sscanf(name, "journal.%lu.%llu.%lu%n", &p, &t, &s, &used) != 3
+        || name[used] != '\0')
+        return -1;
+    *pid = (uint32_t) p;
+    *start = (uint64_t) t;
+    *seq = (uint32_t) s;
+    return 0;
+}
+
+/* batch_open_journal - create this process's journal file */
 
 static int
 batch_open_journal(struct ina_store *st)
@@ -461,6 +678,9 @@ batch_open_journal(struct ina_store *st)
     void *map;
     int fd;
 
+    if (b->ms == NULL
+        && (b->ms = calloc(JOURNAL_ENTRIES, sizeof(*b->ms))) == NULL)
+        return ENOMEM;
     pthread_mutex_lock(&batch_lock);
     b->seq = ++batch_seq;
     pthread_mutex_unlock(&batch_lock);
@@ -471,7 +691,8 @@ batch_open_journal(struct ina_store *st)
               0660);
     if (fd < 0)
         return errno;
-    /* Readable by the store's group, as the store's own files are. */
+    /* Readable and writable by the store's group, as the store's own
+     * files are: other writers apply it and publish what they applied. */
     (void) fchmod(fd, 0660);
     (void) env_chgrp_path(st->env, b->path);
     /* The blocks are allocated now, so a full disk fails here and not as
@@ -501,38 +722,190 @@ batch_open_journal(struct ina_store *st)
     b->hdr->version = JOURNAL_VERSION;
     __atomic_store_n(&b->hdr->magic, JOURNAL_MAGIC, __ATOMIC_RELEASE);
     b->applied = 0;
+    b->snap_txn = 0;
+    b->snap_applied = 0;
     return 0;
+}
+
+/* peers_drop - unmap the journals the last scan did not find (or all) */
+
+static void
+peers_drop(struct batch *b, int all)
+{
+    size_t i, j;
+
+    for (i = 0, j = 0; i < b->npeers; i++) {
+        if (all || !b->peers[i].seen) {
+            munmap(b->peers[i].hdr, b->peers[i].maplen);
+            continue;
+        }
+        b->peers[j++] = b->peers[i];
+    }
+    b->npeers = j;
+}
+
+/* peers_map - map the journal of another process, once it is whole */
+
+static void
+peers_map(struct ina_store *st, struct batch *b, const char *name,
+          uint32_t pid, uint64_t start, uint32_t seq)
+{
+    char path[4096];
+    struct stat sb;
+    struct peer *p;
+    void *map;
+    int fd, writable = 1;
+
+    if (strlen(name) >= sizeof(p->name))
+        return;
+    if (b->npeers == b->peercap) {
+        size_t cap = b->peercap ? b->peercap * 2 : 16;
+
+        if ((p = realloc(b->peers, cap * sizeof(*p))) == NULL)
+            return;
+        b->peers = p;
+        b->peercap = cap;
+    }
+    snprintf(path, sizeof(path), "%s/%s", st->conf->store, name);
+    if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+        writable = 0;
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+            return;
+    }
+    if (fstat(fd, &sb) != 0
+        || (size_t) sb.st_size < sizeof(struct journal_hdr)) {
+        close(fd);
+        return;
+    }
+    map = mmap(NULL, (size_t) sb.st_size,
+               writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd,
+               0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return;
+    if (!journal_valid(map, (size_t) sb.st_size, pid, start, seq)) {
+        /* Still being made: the next scan looks again. */
+        munmap(map, (size_t) sb.st_size);
+        return;
+    }
+    p = &b->peers[b->npeers++];
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->hdr = map;
+    p->maplen = (size_t) sb.st_size;
+    p->writable = writable;
+    p->seen = 1;
+    p->tail = 0;
+}
+
+/* peers_scan - find the journals of the other processes on the store
+ *
+ * Mappings are kept from one flush to the next; a journal whose file is
+ * gone (retired, or swept after its owner died) is dropped. */
+
+static void
+peers_scan(struct ina_store *st, struct batch *b)
+{
+    struct dirent *de;
+    uint32_t pid, seq;
+    uint64_t start;
+    size_t i;
+    DIR *d;
+
+    if ((d = opendir(st->conf->store)) == NULL)
+        return;
+    for (i = 0; i < b->npeers; i++)
+        b->peers[i].seen = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (batch_parse_name(de->d_name, &pid, &start, &seq) != 0)
+            continue;
+        if (pid == (uint32_t) st->pid && start == st->pstart)
+            continue;
+        for (i = 0; i < b->npeers; i++)
+            if (strcmp(b->peers[i].name, de->d_name) == 0)
+                break;
+        if (i < b->npeers)
+            b->peers[i].seen = 1;
+        else
+            peers_map(st, b, de->d_name, pid, start, seq);
+    }
+    closedir(d);
+    peers_drop(b, 0);
 }
 
 struct flush_arg {
     uint64_t tail;
 };
 
-/* flush_txn - apply the pending table and store the tail with it */
+/* flush_txn - apply the pending events of every journal, with their tails
+ *
+ * A combined flush: besides this process's pending table, the entries of
+ * every other process's journal past its stored tail, so that one
+ * transaction per flush delay serves all the writers, with each key
+ * merged across them.  Every journal's new tail is stored in the same
+ * transaction: an entry is applied exactly once, whoever applies it.
+ * When the store's tail of our own journal is past b->applied (another
+ * process applied some of it and we have not caught up), our entries are
+ * taken from the journal instead of the table. */
 
 static int
 flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 {
     struct flush_arg *a = argp;
     struct batch *b = st->env->batch;
+    struct pset *m = &b->merge;
+    struct ptab *t;
     uint8_t mkey[17];
-    size_t mklen;
-    uint64_t applied;
-    int found, rc;
+    size_t mklen, i;
+    uint64_t applied, tail, count, others = 0, t0 = mono_ms();
+    int found, rc = 0;
 
+    pset_clear(m);
+    for (i = 0; i < b->npeers && rc == 0; i++) {
+        rc = journal_collect(st, txn, b->peers[i].hdr,
+                             (const struct journal_ent *) (b->peers[i].hdr
+                                                           + 1),
+                             m, &b->peers[i].tail, &count);
+        if (count == 0)
+            b->peers[i].tail = 0;
+        others += count;
+    }
+    if (rc != 0)
+        return rc;
     mklen = batch_meta_key(mkey, b->hdr->pid, b->hdr->start, b->seq);
     applied = batch_meta_get(st, txn, mkey, mklen, &found);
-    if (applied != b->applied) {
-        /* Someone took our journal for a dead one's and applied part of
-         * it: the table no longer matches; apply from the journal. */
-        if ((rc = batch_replay(st, txn, b->hdr, b->ent, NULL)) != 0)
-            return rc;
-        return store_expire_due(st, txn, st->clock(st->clock_arg));
-    }
-    if ((rc = ptab_apply(st, txn, &b->pend)) != 0
-        || (rc = batch_meta_put(st, txn, mkey, mklen, a->tail)) != 0)
-        return rc;
-    return store_expire_due(st, txn, st->clock(st->clock_arg));
+    if (applied != b->applied)
+        rc = journal_collect(st, txn, b->hdr, b->ent, m, &tail, &count);
+    else if (others == 0)
+        rc = ptab_apply(st, txn, &b->pend);
+    else if ((rc = pset_table(st, txn, m, b->pend.time, &t)) == 0)
+        rc = ptab_merge(t, &b->pend);
+    if (rc == 0 && (applied != b->applied || others > 0))
+        rc = pset_apply(st, txn, m);
+    if (rc == 0 && a->tail > applied)
+        rc = batch_meta_put(st, txn, mkey, mklen, a->tail);
+    for (i = 0; i < b->npeers && rc == 0; i++)
+        if (b->peers[i].tail > 0)
+            rc = journal_mark(st, txn, b->peers[i].hdr, b->peers[i].tail);
+    if (rc == 0)
+        rc = store_expire_due(st, txn, st->clock(st->clock_arg));
+    /* The average of the last few, in whole milliseconds: the time the
+     * writer lock is held for the flush, not the wait for it. */
+    b->flush_ms = (3 * b->flush_ms + (mono_ms() - t0) + 3) / 4;
+    return rc;
+}
+
+/* batch_lead - how long after its record an event's flush must start
+ *
+ * flush_delay bounds when other processes see an event, and the flush
+ * itself takes time: it starts that much earlier (the average duration
+ * of this process's flushes), but never at once. */
+
+static uint64_t
+batch_lead(const struct ina_store *st, const struct batch *b)
+{
+    uint64_t delay = st->conf->flush_delay;
+
+    return b->flush_ms < delay ? delay - b->flush_ms : (delay + 3) / 4;
 }
 
 /* batch_clear - forget the pending table after a flush */
@@ -542,6 +915,51 @@ batch_clear(struct batch *b)
 {
     ptab_clear(&b->pend);
     b->deadline_ms = 0;
+}
+
+/* batch_catch_up - follow what another process applied of our journal
+ *
+ * to is a tail that a combined flush stored (published in the journal's
+ * header after its commit, or read from a snapshot).  The pending table
+ * is rebuilt from the entries past it, all of the table's windows, and
+ * the deadline becomes that of the oldest entry left. */
+
+static int
+batch_catch_up(struct ina_store *st, struct batch *b, uint64_t to)
+{
+    uint64_t tail = b->hdr->tail, seq;
+    const struct journal_ent *e;
+    int64_t time = b->pend.time;
+    int rc = 0;
+
+    if (to <= b->applied)
+        return 0;
+    if (to > tail)
+        to = tail;
+    batch_clear(b);
+    b->applied = to;
+    if (to == tail)
+        return 0;
+    b->pend.time = time;
+    b->deadline_ms = b->ms[to % b->hdr->capacity] + batch_lead(st, b);
+    for (seq = to + 1; seq <= tail && rc == 0; seq++) {
+        e = &b->ent[(seq - 1) % b->hdr->capacity];
+        rc = ptab_add_event(st, &b->pend, e->ev, e->family, e->addr, e->n);
+    }
+    return rc;
+}
+
+/* batch_follow - catch up with the applied tail others published */
+
+static int
+batch_follow(struct ina_store *st, struct batch *b)
+{
+    uint64_t hint;
+
+    if (b == NULL || b->hdr == NULL)
+        return 0;
+    hint = __atomic_load_n(&b->hdr->applied, __ATOMIC_ACQUIRE);
+    return hint > b->applied ? batch_catch_up(st, b, hint) : 0;
 }
 
 /* batch_flush_locked - apply the pending events now (batch lock held)
@@ -554,15 +972,25 @@ batch_flush_locked(struct ina_store *st)
 {
     struct batch *b = st->env->batch;
     struct flush_arg a;
+    size_t i;
     int rc;
 
-    if (b == NULL || b->hdr == NULL || b->pend.used == 0)
+    if (b == NULL || b->hdr == NULL)
         return 0;
+    if ((rc = batch_follow(st, b)) != 0)
+        return rc;
+    if (b->pend.used == 0)
+        return 0;
+    peers_scan(st, b);
     a.tail = b->hdr->tail;
     rc = store_write(st, flush_txn, &a);
+    pset_clear(&b->merge);
     if (rc == 0) {
         b->applied = a.tail;
-        __atomic_store_n(&b->hdr->applied, a.tail, __ATOMIC_RELEASE);
+        hint_raise(&b->hdr->applied, a.tail);
+        for (i = 0; i < b->npeers; i++)
+            if (b->peers[i].tail > 0 && b->peers[i].writable)
+                hint_raise(&b->peers[i].hdr->applied, b->peers[i].tail);
         batch_clear(b);
     } else if (rc == MDB_MAP_FULL) {
         store_log(st, INA_LOG_ERR,
@@ -612,6 +1040,8 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
     now = st->clock(st->clock_arg);
     if (now < 0 || now > (int64_t) UINT32_MAX)
         return INA_ECLOCK;
+    if ((rc = batch_follow(st, b)) != 0)
+        return rc;
     /* A window boundary flushes what was pending, so that expiry never
      * runs ahead of buffered counts, other processes see the closed
      * window whole, and the table stays within one window per width. */
@@ -624,17 +1054,18 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
         if ((rc = batch_flush_locked(st)) != 0)
             return rc;
     }
+    now_ms = mono_ms();
     e = &b->ent[tail % b->hdr->capacity];
     e->time = (uint32_t) now;
     e->ev = (uint8_t) ev;
     e->family = addr->family;
     e->n = n;
     memcpy(e->addr, addr->addr, 16);
+    b->ms[tail % b->hdr->capacity] = now_ms;
     __atomic_store_n(&b->hdr->tail, tail + 1, __ATOMIC_RELEASE);
-    now_ms = mono_ms();
     if (b->pend.used == 0) {
         b->pend.time = now;
-        b->deadline_ms = now_ms + st->conf->flush_delay;
+        b->deadline_ms = now_ms + batch_lead(st, b);
     }
     if ((rc = ptab_add_event(st, &b->pend, (int) ev, addr->family,
                              addr->addr, n)) != 0)
@@ -670,25 +1101,33 @@ batch_due(struct ina_store *st)
     if (!batch_has_pending(st))
         return 0;
     pthread_mutex_lock(&st->env->block);
-    if (b->pend.used > 0 && mono_ms() >= b->deadline_ms)
+    if ((rc = batch_follow(st, b)) == 0 && b->pend.used > 0
+        && mono_ms() >= b->deadline_ms)
         rc = batch_flush_locked(st);
     pthread_mutex_unlock(&st->env->block);
     return rc;
 }
 
-/* batch_pending - the process's pending count of one counter key
+/* batch_pending - the process's pending count of one key, in a snapshot
  *
  * Pending events all fall in the table's window of each width: a key of
- * another window has none. */
+ * another window has none.  The table leaves out the entries up to
+ * b->applied; the snapshot holds those up to the tail stored in it,
+ * which another process's combined flush may have moved past b->applied
+ * before this process heard of it.  So when the key has pending counts,
+ * the snapshot's tail is read (once per snapshot) and the table caught
+ * up to it: the sum is exact for that snapshot. */
 
 uint64_t
-batch_pending(struct ina_store *st, const uint8_t *key, size_t klen,
-              int ev)
+batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
+              size_t klen, int ev)
 {
     struct batch *b = st->env->batch;
+    uint8_t mkey[17];
     uint32_t width, win;
     struct pend *p;
-    uint64_t n = 0;
+    uint64_t n = 0, id;
+    int found;
 
     if (!batch_has_pending(st) || klen <= 8 || klen - 8 > PKEY_MAX)
         return 0;
@@ -700,7 +1139,21 @@ batch_pending(struct ina_store *st, const uint8_t *key, size_t klen,
     if (b->pend.used > 0 && width > 0
         && (uint32_t) (b->pend.time / width) == win) {
         p = ptab_find(&b->pend, key + 8, klen - 8);
-        n = p->klen != 0 ? p->d[ev] : 0;
+        if (p->klen != 0 && p->d[ev] != 0) {
+            id = (uint64_t) mdb_txn_id(txn);
+            if (id != b->snap_txn) {
+                b->snap_applied = batch_meta_get(
+                    st, txn, mkey,
+                    batch_meta_key(mkey, b->hdr->pid, b->hdr->start,
+                                   b->seq), &found);
+                b->snap_txn = id;
+            }
+            if (b->snap_applied > b->applied
+                && batch_catch_up(st, b, b->snap_applied) == 0)
+                p = b->pend.used > 0 ? ptab_find(&b->pend, key + 8, klen - 8)
+                                     : NULL;
+            n = p != NULL && p->klen != 0 ? p->d[ev] : 0;
+        }
     }
     pthread_mutex_unlock(&st->env->block);
     return n;
@@ -732,7 +1185,11 @@ batch_forget(struct env *e)
         return;
     if (b->hdr != NULL)
         munmap(b->hdr, b->maplen);
+    peers_drop(b, 1);
+    free(b->peers);
     ptab_free(&b->pend);
+    pset_free(&b->merge);
+    free(b->ms);
     free(b);
     e->batch = NULL;
 }
@@ -760,25 +1217,6 @@ batch_retire(struct ina_store *st)
     }
     pthread_mutex_unlock(&st->env->block);
     return rc;
-}
-
-/* batch_parse_name - pid, start and seq from "journal.PID.START.SEQ" */
-
-static int
-batch_parse_name(const char *name, uint32_t *pid, uint64_t *start,
-                 uint32_t *seq)
-{
-    unsigned long p, s;
-    unsigned long long t;
-    int used = 0;
-
-    if (sscanf(name, "journal.%lu.%llu.%lu%n", &p, &t, &s, &used) != 3
-        || name[used] != '\0')
-        return -1;
-    *pid = (uint32_t) p;
-    *start = (uint64_t) t;
-    *seq = (uint32_t) s;
-    return 0;
 }
 
 /* batch_gone - add a journal to the list removed after the commit */
@@ -848,11 +1286,7 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
         if (map == MAP_FAILED)
             continue;
         hdr = map;
-        if (hdr->magic == JOURNAL_MAGIC && hdr->version == JOURNAL_VERSION
-            && hdr->pid == pid && hdr->start == start && hdr->seq == seq
-            && hdr->capacity > 0
-            && sizeof(*hdr) + hdr->capacity * sizeof(struct journal_ent)
-                   <= (uint64_t) sb.st_size)
+        if (journal_valid(hdr, (size_t) sb.st_size, pid, start, seq))
             rc = batch_replay(st, txn, hdr,
                               (const struct journal_ent *) (hdr + 1),
                               replayed);

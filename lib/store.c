@@ -1239,7 +1239,7 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
             rc = store_sum(st->rcur[0], pfx, CKEY_HDR, lo, hi, alen,
                            gran == block->plen, (size_t) ev, &sum);
             if (gran == block->plen) {
-                uint64_t x = batch_pending(st, pfx, klen, (int) ev);
+                uint64_t x = batch_pending(st, txn, pfx, klen, (int) ev);
 
                 sum = UINT64_MAX - sum < x ? UINT64_MAX : sum + x;
             }

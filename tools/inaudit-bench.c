@@ -205,6 +205,22 @@ struct bench_wres {
     uint64_t rss0_kb, rss1_kb;
 };
 
+/* Visibility probes (realistic, inbound-audit): worker 0 records one
+ * connection from a fresh probe address every PROBE_EVERY events and
+ * publishes it here; worker 1 queries it between its own records until
+ * it sees it, and keeps how long that took. */
+#define PROBE_EVERY 1024
+#define PROBE_CHECK 8               /* worker 1 looks every 8 records */
+#define MAX_PROBES 4096
+struct bench_probe {
+    uint64_t seq;                   /* probes published (release) */
+    uint64_t seen;                  /* probes seen by worker 1 */
+    uint64_t t_ns;                  /* when probe seq was recorded */
+    struct ina_cidr addr;
+    size_t nlag;
+    uint64_t lag[MAX_PROBES];       /* ns from record to visible */
+};
+
 /* A timed run of K workers. */
 struct bench_job {
     struct bench *b;
@@ -218,6 +234,8 @@ struct bench_job {
     uint64_t duration_ns;
     uint64_t fill_lo, fill_hi;  /* scale fill: address numbers */
     struct bench_wres *res;     /* shared, one per worker */
+    struct bench_probe *probe;  /* shared, or NULL */
+    uint64_t pace_ns;           /* 0, or ns per event of each worker */
     uint64_t *rsamp, *qsamp;    /* shared, rcap / qcap per worker */
     size_t rcap, qcap;
     size_t shm_bytes;
@@ -231,6 +249,8 @@ struct bench_result {
     uint64_t by_ev[INA_NEVENTS];
     double secs, rate, conn_rate;
     uint64_t rp50, rp99, qp50, qp99;
+    size_t nvis;                /* visibility probes seen */
+    uint64_t vp50, vp99, vmax;  /* their delays, ns */
     size_t tracked;             /* distinct addresses recorded */
     double bytes;               /* store bytes after the run, or < 0 */
     char note[256];
@@ -1621,6 +1641,72 @@ qsample(struct bench_job *j, int id, uint64_t ns)
  * The workers
  * ------------------------------------------------------------------- */
 
+/* pace - wait until the clock reaches t (paced runs)
+ *
+ * Sleeps only when more than 200 us ahead, so that a worker keeps its
+ * rate on average without a system call per event. */
+
+static void
+pace(uint64_t t)
+{
+    uint64_t now = now_ns();
+    struct timespec ts;
+
+    if (now + 200000 >= t)
+        return;
+    ts.tv_sec = (time_t) ((t - now) / 1000000000u);
+    ts.tv_nsec = (long) ((t - now) % 1000000000u);
+    nanosleep(&ts, NULL);
+}
+
+/* probe_step - the visibility probes' part of a worker's iteration i
+ *
+ * Worker 0 publishes a probe (a connection from 2001:2::/48, the IPv6
+ * benchmarking range, that no stream uses) once the last one was seen;
+ * worker 1 looks for the published probe every PROBE_CHECK records.  The
+ * probe's record is counted like any other, so the store check still
+ * holds. */
+
+static int
+probe_step(struct bench_job *j, int id, struct ina_store *st, size_t i)
+{
+    struct bench_probe *p = j->probe;
+    struct bench_wres *w = &j->res[id];
+    uint64_t seq, n, t;
+    char errbuf[ERRLEN];
+    int rc;
+
+    if (id == 0 && i % PROBE_EVERY == PROBE_EVERY - 1) {
+        seq = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&p->seen, __ATOMIC_ACQUIRE) != seq
+            || p->nlag >= MAX_PROBES)
+            return 0;
+        memset(&p->addr, 0, sizeof(p->addr));
+        p->addr.family = 6;
+        p->addr.plen = 128;
+        put_be32(p->addr.addr, 0x20010002u);
+        put_be64(p->addr.addr + 8, seq + 1);
+        if ((rc = ina_record(st, INA_CONNECTION, &p->addr, 1)) != 0)
+            return rc;
+        w->by_ev[INA_CONNECTION]++;
+        p->t_ns = now_ns();
+        __atomic_store_n(&p->seq, seq + 1, __ATOMIC_RELEASE);
+    } else if (id == 1 && i % PROBE_CHECK == 0) {
+        seq = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
+        if (seq == p->seen)
+            return 0;
+        if ((rc = ina_query(st, INA_CONNECTION, BENCH_MONITOR, &p->addr, 0,
+                            0, 0, &n, errbuf, sizeof(errbuf))) != 0)
+            return rc;
+        if (n > 0) {
+            t = now_ns();
+            p->lag[p->nlag++] = t > p->t_ns ? t - p->t_ns : 0;
+            __atomic_store_n(&p->seen, seq, __ATOMIC_RELEASE);
+        }
+    }
+    return 0;
+}
+
 /* worker_ina - play a stream into inbound-audit through the C API */
 
 static int
@@ -1640,6 +1726,13 @@ worker_ina(struct bench_job *j, int id)
     job_go(j, id);
     deadline = w->t_start + j->duration_ns;
     for (i = 0; i < j->limit; i++) {
+        if (j->pace_ns > 0)
+            pace(w->t_start + i * j->pace_ns);
+        if (j->probe != NULL && (rc = probe_step(j, id, st, i)) != 0) {
+            snprintf(errbuf, sizeof(errbuf), "probe: %s", ina_strerror(rc));
+            ina_store_close(st);
+            return job_fail(j, id, 1, errbuf);
+        }
         if ((i & (SAMPLE_EVERY - 1)) == 0) {
             t0 = now_ns();
             rc = ina_record(st, (enum ina_event) e[i].ev, &e[i].addr, 1);
@@ -2039,6 +2132,88 @@ print_result_row(struct bench *b, int workload, enum bench_peer peer,
             peer_names[peer], r->events, r->secs, rate, p50, p99, bpa);
 }
 
+/* job_visibility - the probes' delays into a result */
+
+static void
+job_visibility(struct bench_job *j, struct bench_result *r)
+{
+    if (j->probe == NULL)
+        return;
+    if ((r->nvis = j->probe->nlag) > 0) {
+        percentiles(j->probe->lag, r->nvis, &r->vp50, &r->vp99);
+        r->vmax = j->probe->lag[r->nvis - 1];
+    }
+    munmap(j->probe, sizeof(*j->probe));
+    j->probe = NULL;
+}
+
+/* say_visibility - one line of visibility delays, and their figures */
+
+static void
+say_visibility(struct bench *b, const struct bench_result *r,
+               const char *label, const char *tag,
+               const struct ina_conf *conf)
+{
+    char p50[32], p99[32], max[32];
+
+    if (r->nvis == 0)
+        return;
+    fmt_ns(p50, sizeof(p50), (double) r->vp50);
+    fmt_ns(p99, sizeof(p99), (double) r->vp99);
+    fmt_ns(max, sizeof(max), (double) r->vmax);
+    say(b, "  visibility %s (%.0f events/s): another worker saw a record "
+        "after\n    p50 %s, p99 %s, at most %s (%zu probes; flush_delay "
+        "%u ms)\n", label, r->rate, p50, p99, max, r->nvis,
+        conf->flush_delay);
+    fig(b, r->rate, "realistic.inbound_audit.%svisibility_events_per_s", tag);
+    fig(b, (double) r->vp50, "realistic.inbound_audit.%svisibility_p50_ns",
+        tag);
+    fig(b, (double) r->vp99, "realistic.inbound_audit.%svisibility_p99_ns",
+        tag);
+    fig(b, (double) r->vmax, "realistic.inbound_audit.%svisibility_max_ns",
+        tag);
+}
+
+/* run_paced - the realistic stream at a set rate, for its visibility
+ *
+ * The workers pace themselves to rate events/s in all, into a store of
+ * their own; the probes measure how long a record takes to be seen by
+ * another worker when the store is not saturated.  Counts are checked
+ * as in every run. */
+
+static void
+run_paced(struct bench *b, const struct bench_stream *s, double rate,
+          struct bench_result *r)
+{
+    struct ina_conf *conf;
+    struct bench_job j;
+    char path[PATH_MAX + 64], counts[ERRLEN];
+    int failed;
+
+    memset(r, 0, sizeof(*r));
+    if (rate < 1000)
+        return;
+    conf = bench_conf(b, "paced", BENCH_PREFIXES4,
+                      (uint64_t) b->o.workers * s->n, path, sizeof(path));
+    job_init(&j, b, WL_REALISTIC, PEER_INA, s->n, 0);
+    j.s = s;
+    j.conf = conf;
+    j.conf_path = path;
+    j.pace_ns = (uint64_t) ((double) b->o.workers * 1e9 / rate);
+    j.probe = shm_alloc(sizeof(*j.probe), 0);
+    failed = run_workers(&j, worker_ina);
+    job_result(&j, r);
+    job_visibility(&j, r);
+    job_free(&j);
+    if (failed)
+        errx(1, "paced: %d inbound-audit worker(s) failed", failed);
+    if (store_check(conf, r->by_ev, &r->bytes, counts, sizeof(counts)) != 0)
+        errx(1, "paced: counts are wrong: %s", counts);
+    if (!b->o.keep && b->o.dir == NULL)
+        rm_tree(conf->store);
+    ina_conf_free(conf);
+}
+
 /* run_workload - one workload against the three systems */
 
 static void
@@ -2101,12 +2276,15 @@ run_workload(struct bench *b, int workload)
     j.s = &s;
     j.conf = conf;
     j.conf_path = path;
+    if (workload == WL_REALISTIC && b->o.workers >= 2)
+        j.probe = shm_alloc(sizeof(*j.probe), 0);
     failed = run_workers(&j, workload == WL_POLICY ? worker_ina_policy
                                                    : worker_ina);
     job_result(&j, &res[PEER_INA]);
     if (failed)
         errx(1, "%s: %d inbound-audit worker(s) failed", name, failed);
     res[PEER_INA].tracked = consumed_sources(&s, j.res, adversarial);
+    job_visibility(&j, &res[PEER_INA]);
     job_free(&j);
     if (store_check(conf, res[PEER_INA].by_ev, &res[PEER_INA].bytes,
                     counts, sizeof(counts)) != 0) {
@@ -2166,9 +2344,16 @@ run_workload(struct bench *b, int workload)
         snprintf(res[PEER_FLOOR].note, sizeof(res[0].note),
                  "%d worker(s) failed", failed);
     print_result_row(b, workload, PEER_FLOOR, &res[PEER_FLOOR]);
-    stream_free(&s);
 
     say(b, "  counts: %s\n", counts);
+    say_visibility(b, &res[PEER_INA], "at full speed", "", conf);
+    if (workload == WL_REALISTIC && res[PEER_INA].nvis > 0) {
+        struct bench_result pr;
+
+        run_paced(b, &s, res[PEER_INA].rate / 2, &pr);
+        say_visibility(b, &pr, "at half speed", "paced_", conf);
+    }
+    stream_free(&s);
     say(b, "  tracked addresses: inbound-audit %zu, redis %zu, floor %zu; "
         "B/addr: map bytes in use (inbound-audit), used_memory (redis), "
         "64-byte slots (floor)\n", res[PEER_INA].tracked,
