@@ -416,11 +416,14 @@ void ina_store_set_log(struct ina_store *st, ina_log_fn fn, void *arg)
  * and added to the handle's pending counts; the pending counts are applied
  * in one transaction when the delay has passed (checked by every call on
  * the handle), at a window boundary, when the buffer is full, by
- * ina_flush() and by ina_store_close() (and at exit()).  Queries on the
- * same handle see pending counts at once; other handles and processes see
- * them within the delay, provided the handle is used or flushed.  If the
- * process dies, the next process that writes applies its journal: nothing
- * whose call returned is lost, and at most the call in flight is added.
+ * ina_flush() and by ina_store_close() (and at exit()).  A flush applies
+ * the pending journal entries of every process on the store, not only
+ * this one's (combined flushes).  Queries on the same handle see pending
+ * counts at once; other processes see them within about the delay while
+ * the writer keeps up, provided some process records or flushes, later
+ * when it does not.  If the process dies, the next flush or sweep by
+ * another process applies its journal: nothing whose call returned is
+ * lost, and at most the call in flight is added.
  * With flush_delay = 0 the event is one LMDB transaction of its own.
  *
  * A full map never fails the call: the store expires old windows, then
