@@ -438,19 +438,16 @@ ptab_apply(struct ina_store *st, MDB_txn *txn, const struct ptab *t)
 
 static uint64_t
 batch_meta_get(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
-               size_t klen, int *found)
+               size_t klen)
 {
     MDB_val k, v;
     uint64_t applied = 0;
 
     k.mv_data = (void *) key;
     k.mv_size = klen;
-    *found = 0;
     if (mdb_get(txn, st->env->meta, &k, &v) == 0
-        && v.mv_size == sizeof(applied)) {
+        && v.mv_size == sizeof(applied))
         memcpy(&applied, v.mv_data, sizeof(applied));
-        *found = 1;
-    }
     return applied;
 }
 
@@ -571,11 +568,11 @@ journal_collect(struct ina_store *st, MDB_txn *txn,
     const struct journal_ent *e;
     const uint8_t *list;
     struct ptab *t;
-    int found, rc = 0;
+    int rc = 0;
 
     applied = batch_meta_get(st, txn, mkey,
                              batch_meta_key(mkey, hdr->pid, hdr->start,
-                                            hdr->seq), &found);
+                                            hdr->seq));
     tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
     *tailp = tail;
     *count = 0;
@@ -857,7 +854,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     uint8_t mkey[17];
     size_t mklen, i;
     uint64_t applied, tail, count, others = 0, t0 = mono_ms();
-    int found, rc = 0;
+    int rc = 0;
 
     pset_clear(m);
     for (i = 0; i < b->npeers && rc == 0; i++) {
@@ -872,7 +869,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     if (rc != 0)
         return rc;
     mklen = batch_meta_key(mkey, b->hdr->pid, b->hdr->start, b->seq);
-    applied = batch_meta_get(st, txn, mkey, mklen, &found);
+    applied = batch_meta_get(st, txn, mkey, mklen);
     if (applied != b->applied)
         rc = journal_collect(st, txn, b->hdr, b->ent, m, &tail, &count);
     else if (others == 0)
@@ -1127,7 +1124,6 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
     uint32_t width, win;
     struct pend *p;
     uint64_t n = 0, id;
-    int found;
 
     if (!batch_has_pending(st) || klen <= 8 || klen - 8 > PKEY_MAX)
         return 0;
@@ -1145,7 +1141,7 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
                 b->snap_applied = batch_meta_get(
                     st, txn, mkey,
                     batch_meta_key(mkey, b->hdr->pid, b->hdr->start,
-                                   b->seq), &found);
+                                   b->seq));
                 b->snap_txn = id;
             }
             if (b->snap_applied > b->applied
