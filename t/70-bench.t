@@ -14,7 +14,7 @@
 bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
 [ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
 
-plan 41
+plan 44
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
 tap_cleanup 'rm -rf "$tmp"'
@@ -66,6 +66,16 @@ for t in 'realistic events/s' 'adversarial events/s' \
     'growth 10k -> .*, record p50' 'growth 10k -> .*, query p50'; do
     like "$out" "^  $t .*(met|NOT MET|n/a)\$" "target line: $t"
 done
+
+# The visibility probes need a run long enough for a flush or two; the
+# paced run at half speed lasts twice as long as the full one, so it has
+# probes even on a slow machine.
+TMPDIR=$tmp "$bench" -w realistic -n 20000 --no-redis >"$tmp/vis" 2>"$tmp/err"
+is 0 "$?" "a short realistic run exits 0"
+like "$(cat "$tmp/vis")" '^  visibility at half speed \([0-9]+ events/s\)' \
+    "it measures visibility with the workers at half speed"
+like "$(cat "$tmp/vis")" '^    p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s \([0-9]+ probes; flush_delay 10 ms\)$' \
+    "...as percentiles of probes seen by another worker"
 
 # --json puts the figures on stdout and the tables on stderr.
 TMPDIR=$tmp "$bench" --quick --json -w query >"$tmp/json" 2>"$tmp/err"

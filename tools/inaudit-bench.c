@@ -2347,7 +2347,7 @@ run_workload(struct bench *b, int workload)
 
     say(b, "  counts: %s\n", counts);
     say_visibility(b, &res[PEER_INA], "at full speed", "", conf);
-    if (workload == WL_REALISTIC && res[PEER_INA].nvis > 0) {
+    if (workload == WL_REALISTIC && b->o.workers >= 2) {
         struct bench_result pr;
 
         run_paced(b, &s, res[PEER_INA].rate / 2, &pr);
