@@ -67,9 +67,9 @@ ctl() {
     "$AUDITCTL" -c "$conf" "$@"
 }
 
-# libfaketime is preloaded directly rather than through faketime(1): the
-# wrapper names a semaphore after its pid and fails ("sem_open: File
-# exists") when a recycled pid meets one a killed run left behind.
+# libfaketime is preloaded directly rather than through faketime(1), whose
+# wrapper makes one more pid-named semaphore; the library itself makes
+# pid-named objects too, which at() clears for dead pids first.
 FAKETIME_LIB=$(ls /usr/lib/*/faketime/libfaketime.so.1 \
     /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
 
@@ -79,9 +79,13 @@ needs_faketime() {
 }
 
 # at TIME CMD... - CMD with the clock frozen at TIME ("YYYY-MM-DD hh:mm:ss")
+#
+# First clears what libfaketime left behind for dead pids (a recycled pid
+# would meet it: tap/faketime-sweep.sh).
 at() {
     _at_time=$1
     shift
+    sh "$INA_TEST_SRCDIR/tap/faketime-sweep.sh"
     LD_PRELOAD="$FAKETIME_LIB${LD_PRELOAD:+:$LD_PRELOAD}" \
         FAKETIME="$_at_time" "$@"
 }

@@ -163,6 +163,10 @@ end
 -- and fails when a recycled pid meets one a killed run left behind.
 -- Skips the whole test when Debian's faketime is not installed.
 function tap.faketime_lib()
+    -- What libfaketime left in /dev/shm for dead pids would meet a
+    -- recycled pid (tap/faketime-sweep.sh).
+    tap.run("sh " .. tap.shquote((os.getenv("INA_TEST_SRCDIR") or "t")
+        .. "/tap/faketime-sweep.sh"))
     local lib = tap.run("for f in /usr/lib/*/faketime/libfaketime.so.1 "
         .. "/usr/lib/faketime/libfaketime.so.1; do [ -f \"$f\" ] && "
         .. "echo \"$f\" && break; done; true"):match("^(/[^\n]+)")
