@@ -16,8 +16,9 @@
  * and applies the entries past the stored tail in one transaction; so a
  * killed writer loses nothing whose record call returned, and at most
  * adds the one call it was in.  A journal is removed once applied; the
- * meta record of its tail stays until the file is gone and its owner dead,
- * so that a crash between the two can never replay it twice.
+ * meta record of its tail stays until the file is gone (a later sweep
+ * deletes it then), so that a crash between the two can never replay it
+ * twice.
  *
  * The batch belongs to the process's environment (env.c), so every handle
  * of a process on one store, every Lua state included, shares it.  Beside
@@ -829,6 +830,18 @@ peers_scan(struct ina_store *st, struct batch *b)
     peers_drop(b, 0);
 }
 
+/* peer_present - is a mapped journal's file still in the store? */
+
+static int
+peer_present(const struct ina_store *st, const struct peer *p)
+{
+    char path[4096];
+    struct stat sb;
+
+    snprintf(path, sizeof(path), "%s/%s", st->conf->store, p->name);
+    return lstat(path, &sb) == 0 || errno != ENOENT;
+}
+
 struct flush_arg {
     uint64_t tail;
 };
@@ -858,6 +871,14 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 
     pset_clear(m);
     for (i = 0; i < b->npeers && rc == 0; i++) {
+        /* A journal whose file is gone may have lost its stored tail to
+         * a sweep (batch_forget_tails): applying it again would count
+         * it twice.  Inside the writer lock no sweep runs, and a file
+         * that is here now was here for every sweep before. */
+        if (!peer_present(st, &b->peers[i])) {
+            b->peers[i].tail = 0;
+            continue;
+        }
         rc = journal_collect(st, txn, b->peers[i].hdr,
                              (const struct journal_ent *) (b->peers[i].hdr
                                                            + 1),
@@ -1231,6 +1252,64 @@ batch_gone(char ***list, size_t *n, const char *path)
     return 0;
 }
 
+/* Meta records of removed journals deleted by one sweep, at most. */
+#define SWEEP_META_CHUNK 1024
+
+/* batch_forget_tails - delete the stored tails of journals that are gone
+ *
+ * A journal's tail must outlive its file, or a crash between the
+ * transaction that applied it and the unlink would let a later sweep
+ * apply it again.  Once the file is gone nothing can apply it, and its
+ * record would only pile up: one per journal ever made, a process's
+ * lifetime each, which fills the map of a busy MTA that recycles its
+ * workers.  Journal names are never reused (pid, start time, sequence),
+ * so a missing file is gone for good.  A bounded chunk per sweep. */
+
+static int
+batch_forget_tails(struct ina_store *st, MDB_txn *txn)
+{
+    char path[4096];
+    const uint8_t *k;
+    struct stat sb;
+    MDB_cursor *c;
+    MDB_val key, v;
+    uint64_t start;
+    uint32_t pid, seq;
+    size_t done = 0;
+    int rc, i;
+
+    if ((rc = mdb_cursor_open(txn, st->env->meta, &c)) != 0)
+        return rc;
+    key.mv_data = (void *) "j";
+    key.mv_size = 1;
+    rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
+    while (rc == 0 && done < SWEEP_META_CHUNK && key.mv_size >= 1
+           && ((const uint8_t *) key.mv_data)[0] == 'j') {
+        k = key.mv_data;
+        if (key.mv_size == 17) {
+            for (pid = 0, i = 1; i < 5; i++)
+                pid = pid << 8 | k[i];
+            for (start = 0, i = 5; i < 13; i++)
+                start = start << 8 | k[i];
+            for (seq = 0, i = 13; i < 17; i++)
+                seq = seq << 8 | k[i];
+            snprintf(path, sizeof(path), "%s/journal.%lu.%llu.%lu",
+                     st->conf->store, (unsigned long) pid,
+                     (unsigned long long) start, (unsigned long) seq);
+            if (lstat(path, &sb) != 0 && errno == ENOENT) {
+                if ((rc = mdb_cursor_del(c, 0)) != 0)
+                    break;
+                done++;
+                rc = mdb_cursor_get(c, &key, &v, MDB_GET_CURRENT);
+                continue;
+            }
+        }
+        rc = mdb_cursor_get(c, &key, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
+}
+
 /* batch_sweep_txn - apply and remove the journals of dead processes
  *
  * Runs inside a write transaction (at open and every few seconds).  The
@@ -1291,6 +1370,8 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
             rc = batch_gone(&list, &n, path);
     }
     closedir(d);
+    if (rc == 0)
+        rc = batch_forget_tails(st, txn);
     if (rc != 0) {
         while (n > 0)
             free(list[--n]);

@@ -105,6 +105,35 @@ lose_hint(const char *dir)
     return n;
 }
 
+/* meta_tails - journal tails stored in the store's meta database, or -1
+ *
+ * Read with mdb_dump (lmdb-utils), another process: keys and values
+ * alternate after HEADER=END, and a tail's key is 'j' and 16 bytes. */
+
+static int
+meta_tails(const char *dir)
+{
+    char cmd[1200], line[4096];
+    int n = 0, data = 0, key = 1;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "mdb_dump -p -s meta '%s' 2>/dev/null", dir);
+    if ((p = popen(cmd, "r")) == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), p) != NULL) {
+        if (strcmp(line, "HEADER=END\n") == 0) {
+            data = 1;
+            continue;
+        }
+        if (!data || strcmp(line, "DATA=END\n") == 0)
+            continue;
+        if (key && line[0] == ' ' && line[1] == 'j' && line[2] == '\\')
+            n++;
+        key = !key;
+    }
+    return pclose(p) == 0 ? n : -1;
+}
+
 /* rec - record n single connections from addr */
 
 static int
@@ -272,6 +301,27 @@ main(void)
     is_uint(4, q(a, "203.0.113.6", 0, 0), "still 4");
     is_uint(4, other(b, "203.0.113.6", 0, 0), "still 4 for others");
     ina_store_close(a);
+    ina_store_close(b);
+
+    /* The stored tails of journals that are gone are not kept forever:
+     * one per journal ever made would fill the map of an MTA that
+     * recycles its workers.  A sweep (at open, here) deletes them. */
+    ok(meta_tails(conf->store) > 0,
+       "the tails of this test's removed journals are still stored");
+    b = test_open(conf);
+    ina_store_set_clock(b, test_clock, &now);
+    /* The open sweeps (and removes the dead child's journal), and so
+     * does the reap: setting the clock makes a sweep due. */
+    is_int(0, ina_reap(b, &reaped), "a writer opens and sweeps twice");
+    is_int(0, test_journals(conf->store), "no journal file is left");
+    is_int(0, meta_tails(conf->store),
+           "and the tails of removed journals are gone");
+    is_uint(4, q(b, "203.0.113.6", 0, 0), "and the counts are all there");
+    ok(rec(b, "203.0.113.6", 1) == 0 && ina_flush(b) == 0,
+       "a live journal flushes");
+    is_int(1, meta_tails(conf->store), "its tail is stored");
+    is_int(0, ina_reap(b, &reaped), "another write transaction");
+    is_int(1, meta_tails(conf->store), "and a live journal keeps its tail");
     ina_store_close(b);
     ina_conf_free(conf);
     return 0;
