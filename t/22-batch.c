@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "tap/basic.h"
 #include "tap/inatest.h"
 
@@ -107,31 +109,45 @@ lose_hint(const char *dir)
 
 /* meta_tails - journal tails stored in the store's meta database, or -1
  *
- * Read with mdb_dump (lmdb-utils), another process: keys and values
- * alternate after HEADER=END, and a tail's key is 'j' and 16 bytes. */
+ * Read by a forked child with an LMDB environment of its own (the
+ * library closes the inherited one in a child): a tail's key is 'j' and
+ * 16 bytes.  The count comes back as the child's exit status. */
 
 static int
 meta_tails(const char *dir)
 {
-    char cmd[1200], line[4096];
-    int n = 0, data = 0, key = 1;
-    FILE *p;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    int n = 0, rc, status;
+    pid_t pid;
 
-    snprintf(cmd, sizeof(cmd), "mdb_dump -p -s meta '%s' 2>/dev/null", dir);
-    if ((p = popen(cmd, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), p) != NULL) {
-        if (strcmp(line, "HEADER=END\n") == 0) {
-            data = 1;
-            continue;
-        }
-        if (!data || strcmp(line, "DATA=END\n") == 0)
-            continue;
-        if (key && line[0] == ' ' && line[1] == 'j' && line[2] == '\\')
-            n++;
-        key = !key;
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
+            || mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0) != 0
+            || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0
+            || mdb_dbi_open(txn, "meta", 0, &dbi) != 0
+            || mdb_cursor_open(txn, dbi, &c) != 0)
+            _exit(255);
+        k.mv_data = (void *) "j";
+        k.mv_size = 1;
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0
+             && ((const char *) k.mv_data)[0] == 'j';
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+            n += k.mv_size == 17;
+        mdb_cursor_close(c);
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        _exit(n < 255 ? n : 254);
     }
-    return pclose(p) == 0 ? n : -1;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)
+        || WEXITSTATUS(status) == 255)
+        return -1;
+    return WEXITSTATUS(status);
 }
 
 /* rec - record n single connections from addr */
