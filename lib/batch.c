@@ -175,6 +175,19 @@ be_put(uint8_t *p, uint64_t v, int bytes)
     }
 }
 
+/* be_get - a big-endian integer of a key */
+
+static uint64_t
+be_get(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
 /* mono_ms - a monotonic clock in milliseconds, for flush deadlines */
 
 static uint64_t
@@ -301,6 +314,36 @@ ptab_free(struct ptab *t)
     memset(t, 0, sizeof(*t));
 }
 
+/* ptab_slot - the entry of a key, made (with zero deltas) if it is new */
+
+static int
+ptab_slot(struct ptab *t, const uint8_t *key, size_t klen,
+          struct pend **out)
+{
+    struct pend *p;
+    int rc;
+
+    if ((t->used + 1) * 2 > t->cap && (rc = ptab_grow(t)) != 0)
+        return rc;
+    p = ptab_find(t, key, klen);
+    if (p->klen == 0) {
+        p->klen = (uint8_t) klen;
+        memcpy(p->key, key, klen);
+        memset(p->d, 0, sizeof(p->d));
+        t->slot[t->used++] = (size_t) (p - t->tab);
+    }
+    *out = p;
+    return 0;
+}
+
+/* sat_add - a + b, saturating */
+
+static uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+    return UINT64_MAX - a < b ? UINT64_MAX : a + b;
+}
+
 /* ptab_add_event - add one event's deltas at every prefix it counts under */
 
 static int
@@ -317,19 +360,12 @@ ptab_add_event(struct ina_store *st, struct ptab *t, int ev, int family,
     np = store_prefixes(st->conf, family, &list);
     key[0] = (uint8_t) family;
     for (pi = 0; pi < np; pi++) {
-        if ((t->used + 1) * 2 > t->cap && (rc = ptab_grow(t)) != 0)
-            return rc;
         key[1] = list[pi];
         memcpy(key + 2, host, alen);
         cidr_mask(key + 2, alen, list[pi]);
-        p = ptab_find(t, key, klen);
-        if (p->klen == 0) {
-            p->klen = (uint8_t) klen;
-            memcpy(p->key, key, klen);
-            memset(p->d, 0, sizeof(p->d));
-            t->slot[t->used++] = (size_t) (p - t->tab);
-        }
-        p->d[ev] = UINT64_MAX - p->d[ev] < n ? UINT64_MAX : p->d[ev] + n;
+        if ((rc = ptab_slot(t, key, klen, &p)) != 0)
+            return rc;
+        p->d[ev] = sat_add(p->d[ev], n);
     }
     return 0;
 }
@@ -345,18 +381,11 @@ ptab_merge(struct ptab *t, const struct ptab *src)
     int e, rc;
 
     for (i = 0; i < src->used; i++) {
-        if ((t->used + 1) * 2 > t->cap && (rc = ptab_grow(t)) != 0)
-            return rc;
         o = &src->tab[src->slot[i]];
-        p = ptab_find(t, o->key, o->klen);
-        if (p->klen == 0) {
-            *p = *o;
-            t->slot[t->used++] = (size_t) (p - t->tab);
-            continue;
-        }
+        if ((rc = ptab_slot(t, o->key, o->klen, &p)) != 0)
+            return rc;
         for (e = 0; e < INA_NEVENTS; e++)
-            p->d[e] = UINT64_MAX - p->d[e] < o->d[e] ? UINT64_MAX
-                                                     : p->d[e] + o->d[e];
+            p->d[e] = sat_add(p->d[e], o->d[e]);
     }
     return 0;
 }
@@ -742,6 +771,41 @@ peers_drop(struct batch *b, int all)
     b->npeers = j;
 }
 
+/* journal_map - map a journal file whole
+ *
+ * Read-write when want_write is set and the file allows it (*writable
+ * says which), read-only otherwise.  Returns 0 with *map and *len set,
+ * 1 for a file shorter than a header (its owner died between making and
+ * sizing it: it never held an event), -1 when it cannot be opened or
+ * mapped.  Checking the header is the caller's (journal_valid). */
+
+static int
+journal_map(const char *path, int want_write, void **map, size_t *len,
+            int *writable)
+{
+    struct stat sb;
+    int fd = -1;
+
+    *writable = 0;
+    if (want_write && (fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0)
+        *writable = 1;
+    if (fd < 0 && (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return -1;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        return -1;
+    }
+    if ((size_t) sb.st_size < sizeof(struct journal_hdr)) {
+        close(fd);
+        return 1;
+    }
+    *len = (size_t) sb.st_size;
+    *map = mmap(NULL, *len, *writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                MAP_SHARED, fd, 0);
+    close(fd);
+    return *map == MAP_FAILED ? -1 : 0;
+}
+
 /* peers_map - map the journal of another process, once it is whole */
 
 static void
@@ -749,10 +813,10 @@ peers_map(struct ina_store *st, struct batch *b, const char *name,
           uint32_t pid, uint64_t start, uint32_t seq)
 {
     char path[4096];
-    struct stat sb;
     struct peer *p;
+    size_t len;
     void *map;
-    int fd, writable = 1;
+    int writable;
 
     if (strlen(name) >= sizeof(p->name))
         return;
@@ -765,31 +829,17 @@ peers_map(struct ina_store *st, struct batch *b, const char *name,
         b->peercap = cap;
     }
     snprintf(path, sizeof(path), "%s/%s", st->conf->store, name);
-    if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0) {
-        writable = 0;
-        if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-            return;
-    }
-    if (fstat(fd, &sb) != 0
-        || (size_t) sb.st_size < sizeof(struct journal_hdr)) {
-        close(fd);
+    if (journal_map(path, 1, &map, &len, &writable) != 0)
         return;
-    }
-    map = mmap(NULL, (size_t) sb.st_size,
-               writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd,
-               0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return;
-    if (!journal_valid(map, (size_t) sb.st_size, pid, start, seq)) {
+    if (!journal_valid(map, len, pid, start, seq)) {
         /* Still being made: the next scan looks again. */
-        munmap(map, (size_t) sb.st_size);
+        munmap(map, len);
         return;
     }
     p = &b->peers[b->npeers++];
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->hdr = map;
-    p->maplen = (size_t) sb.st_size;
+    p->maplen = len;
     p->writable = writable;
     p->seen = 1;
     p->tail = 0;
@@ -1148,10 +1198,8 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
 
     if (!batch_has_pending(st) || klen <= 8 || klen - 8 > PKEY_MAX)
         return 0;
-    width = (uint32_t) key[0] << 24 | (uint32_t) key[1] << 16
-            | (uint32_t) key[2] << 8 | key[3];
-    win = (uint32_t) key[4] << 24 | (uint32_t) key[5] << 16
-          | (uint32_t) key[6] << 8 | key[7];
+    width = (uint32_t) be_get(key, 4);
+    win = (uint32_t) be_get(key + 4, 4);
     pthread_mutex_lock(&st->env->block);
     if (b->pend.used > 0 && width > 0
         && (uint32_t) (b->pend.time / width) == win) {
@@ -1276,7 +1324,7 @@ batch_forget_tails(struct ina_store *st, MDB_txn *txn)
     uint64_t start;
     uint32_t pid, seq;
     size_t done = 0;
-    int rc, i;
+    int rc;
 
     if ((rc = mdb_cursor_open(txn, st->env->meta, &c)) != 0)
         return rc;
@@ -1287,12 +1335,9 @@ batch_forget_tails(struct ina_store *st, MDB_txn *txn)
            && ((const uint8_t *) key.mv_data)[0] == 'j') {
         k = key.mv_data;
         if (key.mv_size == 17) {
-            for (pid = 0, i = 1; i < 5; i++)
-                pid = pid << 8 | k[i];
-            for (start = 0, i = 5; i < 13; i++)
-                start = start << 8 | k[i];
-            for (seq = 0, i = 13; i < 17; i++)
-                seq = seq << 8 | k[i];
+            pid = (uint32_t) be_get(k + 1, 4);
+            start = be_get(k + 5, 8);
+            seq = (uint32_t) be_get(k + 13, 4);
             snprintf(path, sizeof(path), "%s/journal.%lu.%llu.%lu",
                      st->conf->store, (unsigned long) pid,
                      (unsigned long long) start, (unsigned long) seq);
@@ -1323,13 +1368,12 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
     char path[4096], **list = NULL;
     struct journal_hdr *hdr;
     struct dirent *de;
-    struct stat sb;
     uint32_t pid, seq;
     uint64_t start;
-    size_t n = 0;
+    size_t n = 0, len;
     DIR *d;
     void *map;
-    int fd, rc = 0;
+    int m, writable, rc = 0;
 
     *gone = NULL;
     *ngone = 0;
@@ -1343,29 +1387,19 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
         if (session_alive((pid_t) pid, start))
             continue;
         snprintf(path, sizeof(path), "%s/%s", st->conf->store, de->d_name);
-        if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        if ((m = journal_map(path, 0, &map, &len, &writable)) < 0)
             continue;
-        if (fstat(fd, &sb) != 0) {
-            close(fd);
-            continue;
-        }
-        if ((size_t) sb.st_size < sizeof(struct journal_hdr)) {
-            /* Its owner died between creating and sizing it: it never
-             * held an event. */
-            close(fd);
+        if (m > 0) {
+            /* Never sized: it never held an event. */
             rc = batch_gone(&list, &n, path);
             continue;
         }
-        map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        close(fd);
-        if (map == MAP_FAILED)
-            continue;
         hdr = map;
-        if (journal_valid(hdr, (size_t) sb.st_size, pid, start, seq))
+        if (journal_valid(hdr, len, pid, start, seq))
             rc = batch_replay(st, txn, hdr,
                               (const struct journal_ent *) (hdr + 1),
                               replayed);
-        munmap(map, (size_t) sb.st_size);
+        munmap(map, len);
         if (rc == 0)
             rc = batch_gone(&list, &n, path);
     }
