@@ -1,53 +1,45 @@
-/* batch.c - buffered recording with a crash-safe journal
+/* batch.c - buffered recording: a journal per process, one shared table
+ * of pending counts, large sorted flushes
  *
  * One LMDB write transaction per event costs microseconds: the writer
- * lock, copy-on-write of a path of pages, the commit.  So a handle buffers
- * its events and applies them in one transaction every flush_delay
- * milliseconds, merging equal keys and applying them in key order.
+ * lock, copy-on-write of a path of pages, the commit.  So events are
+ * buffered and applied in large transactions, merged by key and sorted;
+ * the larger the transaction, the fewer pages each key copies.  What
+ * makes large transactions affordable is that buffering does not hide
+ * an event from anyone: every process adds its events to one table of
+ * pending counts shared by every process on the store (the file
+ * "pending" in the store directory, mapped shared), and every query adds
+ * that table to what it reads from its LMDB snapshot.  So another
+ * process sees an event as soon as its record call returns, and
+ * flush_delay only bounds how long an event waits to reach the tree.
  *
- * Buffering must not cost exactness.  Every event is first appended to
- * the handle's journal, a small file in the store directory mapped shared
- * (journal.PID.START.SEQ): the entry is written, then the journal's tail
- * is advanced, then the call returns.  A flush applies the entries up to
- * a tail and stores that tail in the meta database in the same
- * transaction, so it is applied exactly once.  When a process dies with a
- * non-empty journal (SIGKILL, a crash), any other process that writes
- * finds the journal of a dead owner (pid and start time, as for sessions)
- * and applies the entries past the stored tail in one transaction; so a
- * killed writer loses nothing whose record call returned, and at most
- * adds the one call it was in.  A journal is removed once applied; the
- * meta record of its tail stays until the file is gone (a later sweep
- * deletes it then), so that a crash between the two can never replay it
- * twice.
+ * Exactness rests on epochs.  The pending file holds two tables; the
+ * current epoch's table takes the new events, and the other holds the
+ * previous epoch's, being applied or already applied.  A flush, inside
+ * an LMDB write transaction (so one at a time), makes the next epoch
+ * current, waits for the writers still adding to the old one, applies
+ * the old epoch's events and stores "epoch E applied" in the same
+ * transaction.  A query reads E from its snapshot and adds the tables of
+ * the epochs after E only: an event is in the snapshot or in a table it
+ * adds, never both, never neither.  A table is cleared only by a later
+ * flush, under a sequence count that makes a query reading it retry.
  *
- * The batch belongs to the process's environment (env.c), so every handle
- * of a process on one store, every Lua state included, shares it.  Beside
- * the journal it keeps the pending deltas in a hash table: queries add
- * them (read-your-writes), and the flush applies them sorted.  A batch
- * never spans a window boundary of any width (the boundary flushes it),
- * so an event adds the same deltas to the current window of every width:
- * the table is keyed by prefix (family, mask, address) alone, one entry
- * per granularity instead of one per granularity and width, and the
- * flush writes each entry into every width's current window.
+ * The tables are for reading; the journals are the truth.  Each process
+ * appends an event, tagged with its epoch, to its own journal (a ring in
+ * a file, journal.PID.START.SEQ) before it adds the event to the table.
+ * A flush applies the entries of every journal up to the old epoch, from
+ * the journals, and stores each journal's new tail with E.  So a process
+ * killed mid-call loses nothing whose call returned and adds at most the
+ * call it was in (the table may show part of that one call until its
+ * epoch is applied); a flusher killed before its commit leaves an epoch
+ * that the next flush applies first; journals of dead processes are
+ * applied by the flushes like any other and removed once applied.
  *
- * Flushes are combined: a flush applies, with this process's table, the
- * entries of every other process's journal past their stored tails, and
- * stores every journal's new tail in the same transaction.  So the first
- * process whose deadline passes serves all the writers, each key merged
- * across them, and the others do not queue behind it for the writer lock
- * to flush what it already applied: after its commit it raises a hint in
- * each journal's header, and the owner then rebuilds its table from the
- * entries past it.  The hint can be lost (the applier dies between its
- * commit and the hint), so a query that finds pending counts for its key
- * reads the journal's tail from its own snapshot, once per snapshot, and
- * catches up to that: the sum is exact for the snapshot it read.
- *
- * A deadline is set when a batch starts: flush_delay after its first
- * event, less the time a flush takes here (the writer lock's holding
- * time, averaged), so that other processes see an event within about
- * flush_delay while the writer keeps up; ina_flush() makes them see it at
- * once.  When it does not keep up, events wait for the flushes before
- * them (inaudit-bench measures both: README, Performance).
+ * A flush starts when the current epoch's first event is flush_delay
+ * old (checked by every call; ina_flush() and closing flush at once), at
+ * a window boundary (an epoch's table holds one set of windows), when
+ * the table or a journal fills, and before a range query.  Only one
+ * process at a time starts a timed flush; the others keep recording.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -58,10 +50,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,11 +68,29 @@
 #include "internal.h"
 
 #define JOURNAL_MAGIC 0x494e414a /* "INAJ" */
-#define JOURNAL_VERSION 1
-/* Entries a journal holds; a full journal is flushed at once. */
-#define JOURNAL_ENTRIES 16384
-/* Pending keys at which a flush is forced whatever the delay. */
-#define BATCH_MAX_KEYS 32768
+#define JOURNAL_VERSION 2
+/* Entries a journal holds; a journal that fills is flushed at once. */
+#define JOURNAL_ENTRIES 32768
+
+#define PEND_NAME "pending"
+#define PEND_MAGIC 0x494e4150 /* "INAP" */
+#define PEND_VERSION 1
+/* Slots of each table: a power of two, the file at most a 16th of the
+ * map. */
+#define PEND_SLOTS_MIN 4096u
+#define PEND_SLOTS_MAX 262144u
+/* Bytes of the file per slot of each table: the slot and its list entry,
+ * for two tables. */
+#define PEND_PER_SLOT (2 * (sizeof(struct pslot) + sizeof(uint32_t)))
+/* Where the first table starts in the file. */
+#define PEND_OFF 4096u
+/* How long a flush waits for a live writer between its journal entry and
+ * its table adds (a stopped process) before it gives up. */
+#define FLUSH_WAIT_MS 2000
+/* Spins on a slot another process is claiming before probing past it. */
+#define CLAIM_SPINS 256
+/* A flusher flag older than this is taken over. */
+#define FLUSHER_STALE_MS 5000
 
 /* The journal file: a header, then a ring of entries.  Entry seq (from 1)
  * lives in slot (seq - 1) % capacity.  tail is written with release
@@ -90,6 +104,8 @@ struct journal_hdr {
     uint64_t capacity;
     uint64_t tail;             /* entries written */
     uint64_t applied;          /* entries known applied (a hint) */
+    uint64_t active;           /* epoch the owner is adding to, or 0 */
+    uint64_t instance;         /* the pending file its epochs are of */
 };
 
 struct journal_ent {
@@ -97,6 +113,7 @@ struct journal_ent {
     uint8_t ev;
     uint8_t family;
     uint8_t pad[2];
+    uint64_t epoch;            /* the table its counts were added to */
     uint64_t n;
     uint8_t addr[16];
 };
@@ -110,10 +127,10 @@ struct pend {
     uint64_t d[INA_NEVENTS];
 };
 
-/* A table of pending prefixes, all of one time (the store clock of its
- * first event: its window of every width): open addressing over a power
- * of two, with the slots in use listed, so that clearing and sorting
- * touch only those. */
+/* A private table of prefixes, all of one time (the store clock of its
+ * first event: its window of every width), for merging what a flush
+ * applies: open addressing over a power of two, with the slots in use
+ * listed, so that clearing and sorting touch only those. */
 struct ptab {
     struct pend *tab;
     size_t cap, used;
@@ -130,7 +147,51 @@ struct pset {
     size_t n;
 };
 
-/* The journal of another process, mapped for combined flushes. */
+/* The shared pending file: a header, two tables of slots, then each
+ * table's list of the slots claimed (u32, in claim order), so that
+ * clearing touches only those. */
+struct pend_tab {
+    uint64_t gen;              /* 2 * its epoch; odd while cleared */
+    int64_t time;              /* the store clock of the epoch */
+    uint64_t first_ms;         /* monotonic ms of its first event, or 0 */
+    uint64_t pad[5];
+    uint64_t used;             /* slots claimed (own cache line) */
+    uint64_t pad2[7];
+};
+
+struct pend_hdr {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t instance;         /* random: the file, as the store knows it */
+    uint64_t slots;            /* per table */
+    uint64_t pad0[5];
+    uint64_t epoch;            /* the current epoch, table epoch & 1 */
+    uint64_t applied;          /* an epoch known applied (a hint) */
+    uint64_t flusher;          /* pid of a process starting a flush, or 0 */
+    uint64_t flusher_ms;       /* when it started */
+    uint64_t pad1[4];
+    struct pend_tab tab[2];
+};
+
+/* A slot: claimed (0 -> 1) by one writer, which writes the key and then
+ * makes it ready (2).  A writer that finds a slot still being claimed
+ * after a while probes past it, so one key may have several slots:
+ * readers add them all.  One cache line. */
+struct pslot {
+    uint32_t state;
+    uint8_t klen;
+    uint8_t key[PKEY_MAX];
+    uint8_t pad[1];
+    uint64_t d[INA_NEVENTS];
+    uint64_t pad2[2];
+};
+
+_Static_assert(sizeof(struct journal_hdr) == 64, "journal header size");
+_Static_assert(sizeof(struct journal_ent) == 40, "journal entry size");
+_Static_assert(sizeof(struct pend_hdr) <= PEND_OFF, "pending header size");
+_Static_assert(sizeof(struct pslot) == 64, "pending slot size");
+
+/* The journal of another process, mapped for flushes. */
 struct peer {
     char name[96];
     struct journal_hdr *hdr;
@@ -144,17 +205,18 @@ struct peer {
 struct batch {
     struct journal_hdr *hdr;   /* NULL until the first record */
     struct journal_ent *ent;
-    uint64_t *ms;              /* monotonic ms of each entry's record */
     size_t maplen;
     char path[4096];
     uint32_t seq;
-    uint64_t applied;          /* entries the pending table leaves out */
-    struct ptab pend;          /* the entries past applied, merged */
-    uint64_t deadline_ms;      /* monotonic time to flush by */
-    uint64_t flush_ms;         /* how long a flush takes here (average) */
-    uint64_t snap_txn;         /* the last snapshot whose stored tail ... */
-    uint64_t snap_applied;     /* ... was read, and that tail */
-    struct pset merge;         /* a combined flush's tables */
+    uint64_t applied;          /* own entries known applied */
+    struct pend_hdr *ph;       /* the shared tables, NULL if not mapped */
+    struct pslot *slots;
+    size_t pmaplen;
+    int pwritable;
+    uint64_t pend_retry_ms;    /* when to look for the file again */
+    uint64_t snap_txn;         /* the last snapshot whose applied epoch */
+    uint64_t snap_epoch;       /* ... was read, and that epoch */
+    struct pset merge;         /* a flush's tables */
     struct peer *peers;        /* the other processes' journals */
     size_t npeers, peercap;
 };
@@ -370,26 +432,6 @@ ptab_add_event(struct ina_store *st, struct ptab *t, int ev, int family,
     return 0;
 }
 
-/* ptab_merge - add every entry of src into t (of the same windows) */
-
-static int
-ptab_merge(struct ptab *t, const struct ptab *src)
-{
-    const struct pend *o;
-    struct pend *p;
-    size_t i;
-    int e, rc;
-
-    for (i = 0; i < src->used; i++) {
-        o = &src->tab[src->slot[i]];
-        if ((rc = ptab_slot(t, o->key, o->klen, &p)) != 0)
-            return rc;
-        for (e = 0; e < INA_NEVENTS; e++)
-            p->d[e] = sat_add(p->d[e], o->d[e]);
-    }
-    return 0;
-}
-
 /* pend_cmp - key order of pending prefixes (the order of their counter
  * keys within one window) */
 
@@ -579,19 +621,21 @@ pset_free(struct pset *set)
     set->n = 0;
 }
 
-/* journal_collect - add a journal's entries past its stored tail
+/* journal_collect - add a journal's entries past its stored tail, up to
+ * an epoch
  *
- * The entries are re-expanded with this handle's configuration.  *tailp
- * gets the tail read (entries up to it are whole: the owner advances it
- * with release order after writing each), *count the entries added.  The
- * caller stores the tail (journal_mark) in the transaction that applies
- * the collection. */
+ * The entries are re-expanded with this handle's configuration; those of
+ * later epochs (still in the current table) are left.  *tailp gets the
+ * tail collected to (entries up to the journal's tail are whole: the
+ * owner advances it with release order after writing each), *count the
+ * entries added.  The caller stores the tail (journal_mark) in the
+ * transaction that applies the collection. */
 
 static int
 journal_collect(struct ina_store *st, MDB_txn *txn,
                 const struct journal_hdr *hdr,
-                const struct journal_ent *ent, struct pset *set,
-                uint64_t *tailp, uint64_t *count)
+                const struct journal_ent *ent, uint64_t upto,
+                struct pset *set, uint64_t *tailp, uint64_t *count)
 {
     uint8_t mkey[17];
     uint64_t applied, tail, seq, from;
@@ -604,7 +648,7 @@ journal_collect(struct ina_store *st, MDB_txn *txn,
                              batch_meta_key(mkey, hdr->pid, hdr->start,
                                             hdr->seq));
     tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
-    *tailp = tail;
+    *tailp = applied;
     *count = 0;
     if (tail <= applied)
         return 0;
@@ -613,6 +657,9 @@ journal_collect(struct ina_store *st, MDB_txn *txn,
     from = tail - applied > hdr->capacity ? tail - hdr->capacity : applied;
     for (seq = from + 1; seq <= tail && rc == 0; seq++) {
         e = &ent[(seq - 1) % hdr->capacity];
+        if (e->epoch > upto)
+            break;
+        *tailp = seq;
         if (e->ev >= INA_NEVENTS || (e->family != 4 && e->family != 6))
             continue;
         if (store_prefixes(st->conf, e->family, &list) == 0)
@@ -621,7 +668,7 @@ journal_collect(struct ina_store *st, MDB_txn *txn,
             rc = ptab_add_event(st, t, e->ev, e->family, e->addr, e->n);
     }
     if (rc == 0)
-        *count = tail - from;
+        *count = *tailp - from;
     return rc;
 }
 
@@ -641,24 +688,27 @@ journal_mark(struct ina_store *st, MDB_txn *txn,
 /* batch_replay - apply a journal's entries past its stored tail
  *
  * For the journals of dead processes (the sweep), in the caller's
- * transaction. */
+ * transaction, up to the epoch stored as applied: the later ones are in
+ * a table that queries still add, and the flush of their epoch applies
+ * them.  *left says whether entries remain. */
 
 static int
 batch_replay(struct ina_store *st, MDB_txn *txn,
              const struct journal_hdr *hdr, const struct journal_ent *ent,
-             uint64_t *replayed)
+             uint64_t upto, uint64_t *replayed, int *left)
 {
     struct pset set;
     uint64_t tail, count;
     int rc;
 
     memset(&set, 0, sizeof(set));
-    rc = journal_collect(st, txn, hdr, ent, &set, &tail, &count);
+    rc = journal_collect(st, txn, hdr, ent, upto, &set, &tail, &count);
     if (rc == 0 && count > 0 && (rc = pset_apply(st, txn, &set)) == 0)
         rc = journal_mark(st, txn, hdr, tail);
     pset_free(&set);
     if (rc == 0 && replayed != NULL)
         *replayed += count;
+    *left = tail < __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
     return rc;
 }
 
@@ -705,9 +755,6 @@ batch_open_journal(struct ina_store *st)
     void *map;
     int fd;
 
-    if (b->ms == NULL
-        && (b->ms = calloc(JOURNAL_ENTRIES, sizeof(*b->ms))) == NULL)
-        return ENOMEM;
     pthread_mutex_lock(&batch_lock);
     b->seq = ++batch_seq;
     pthread_mutex_unlock(&batch_lock);
@@ -746,11 +793,11 @@ batch_open_journal(struct ina_store *st)
     b->hdr->capacity = JOURNAL_ENTRIES;
     b->hdr->tail = 0;
     b->hdr->applied = 0;
+    b->hdr->active = 0;
+    b->hdr->instance = b->ph->instance;
     b->hdr->version = JOURNAL_VERSION;
     __atomic_store_n(&b->hdr->magic, JOURNAL_MAGIC, __ATOMIC_RELEASE);
     b->applied = 0;
-    b->snap_txn = 0;
-    b->snap_applied = 0;
     return 0;
 }
 
@@ -892,34 +939,473 @@ peer_present(const struct ina_store *st, const struct peer *p)
     return lstat(path, &sb) == 0 || errno != ENOENT;
 }
 
+/* batch_gone - add a journal to the list removed after the commit */
+
+static int
+batch_gone(char ***list, size_t *n, const char *path)
+{
+    char **l = realloc(*list, (*n + 1) * sizeof(*l));
+
+    if (l == NULL)
+        return ENOMEM;
+    *list = l;
+    if ((l[*n] = strdup(path)) == NULL)
+        return ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+/* batch_get - the process's batch state of a store, made on first use */
+
+static struct batch *
+batch_get(struct ina_store *st)
+{
+    if (st->env->batch == NULL)
+        st->env->batch = calloc(1, sizeof(struct batch));
+    return st->env->batch;
+}
+
+/* pend_slots - slots per table for a new pending file: a power of two,
+ * the file at most a 16th of the map */
+
+static uint64_t
+pend_slots(const struct ina_store *st)
+{
+    uint64_t n = PEND_SLOTS_MIN;
+
+    while (n < PEND_SLOTS_MAX
+           && PEND_OFF + 2 * n * PEND_PER_SLOT <= st->env->map_size / 16)
+        n *= 2;
+    return n;
+}
+
+/* pend_valid - is a mapped pending file whole and of this version? */
+
+static int
+pend_valid(const struct pend_hdr *ph, size_t len)
+{
+    return __atomic_load_n(&ph->magic, __ATOMIC_ACQUIRE) == PEND_MAGIC
+           && ph->version == PEND_VERSION && ph->slots >= PEND_SLOTS_MIN
+           && (ph->slots & (ph->slots - 1)) == 0
+           && PEND_OFF + ph->slots * PEND_PER_SLOT <= len;
+}
+
+/* pend_init - lay out a new pending file (its creator, under flock) */
+
+static void
+pend_init(struct ina_store *st, struct pend_hdr *ph, uint64_t slots)
+{
+    uint64_t inst = 0;
+
+    if (getrandom(&inst, sizeof(inst), 0) != (ssize_t) sizeof(inst))
+        inst = (uint64_t) time(NULL) << 32 ^ (uint64_t) getpid()
+               ^ mono_ms() << 16;
+    memset(ph, 0, sizeof(*ph));
+    ph->version = PEND_VERSION;
+    ph->instance = inst | 1;
+    ph->slots = slots;
+    /* Epoch 1 is current (table 1); table 0 is ready for epoch 2. */
+    ph->epoch = 1;
+    ph->tab[1].gen = 2;
+    ph->tab[1].time = st->clock(st->clock_arg);
+    ph->tab[0].gen = 4;
+    __atomic_store_n(&ph->magic, PEND_MAGIC, __ATOMIC_RELEASE);
+}
+
+/* pend_map - map the store's pending file, making it if create is set
+ *
+ * Returns 0, ENOENT when there is none (or it is being made), or an
+ * errno value.  Read-write when the file allows it (b->pwritable). */
+
+static int
+pend_map(struct ina_store *st, struct batch *b, int create)
+{
+    char path[4096];
+    struct stat sb;
+    size_t len;
+    void *map;
+    int fd, writable = 1, rc = 0;
+
+    if (b->ph != NULL)
+        return 0;
+    snprintf(path, sizeof(path), "%s/" PEND_NAME, st->conf->store);
+    fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0),
+              0660);
+    if (fd < 0 && !create) {
+        writable = 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    if (fd < 0)
+        return errno;
+    if (create) {
+        /* One maker at a time; a maker that died is done over. */
+        if (flock(fd, LOCK_EX) != 0 || fstat(fd, &sb) != 0) {
+            rc = errno;
+            goto out;
+        }
+        if (sb.st_size == 0) {
+            (void) fchmod(fd, 0660);
+            (void) env_chgrp_path(st->env, path);
+            len = PEND_OFF + pend_slots(st) * PEND_PER_SLOT;
+            /* A new file has no map yet: the fallback's zeros are safe,
+             * and a full disk fails here, not as SIGBUS later. */
+            if ((rc = posix_fallocate(fd, 0, (off_t) len)) != 0)
+                goto out;
+            sb.st_size = (off_t) len;
+        }
+    } else if (fstat(fd, &sb) != 0) {
+        rc = errno;
+        goto out;
+    }
+    len = (size_t) sb.st_size;
+    if (len < PEND_OFF + PEND_SLOTS_MIN * PEND_PER_SLOT) {
+        rc = ENOENT;
+        goto out;
+    }
+    map = mmap(NULL, len, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+               MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        rc = errno;
+        goto out;
+    }
+    if (create && !pend_valid(map, len))
+        pend_init(st, map, (len - PEND_OFF) / PEND_PER_SLOT);
+    if (!pend_valid(map, len)) {
+        munmap(map, len);
+        rc = ENOENT;
+        goto out;
+    }
+    b->ph = map;
+    b->slots = (struct pslot *) ((char *) map + PEND_OFF);
+    b->pmaplen = len;
+    b->pwritable = writable;
+out:
+    /* Unlocked explicitly: the map keeps the open file, and its lock. */
+    if (create)
+        (void) flock(fd, LOCK_UN);
+    close(fd);
+    return rc;
+}
+
+/* pend_reader - map the pending file for queries, if there is one
+ * (looked for again at most once a second) */
+
+static struct pend_hdr *
+pend_reader(struct ina_store *st, struct batch *b)
+{
+    uint64_t now;
+
+    if (b->ph != NULL)
+        return b->ph;
+    now = mono_ms();
+    if (now < b->pend_retry_ms)
+        return NULL;
+    if (pend_map(st, b, 0) != 0)
+        b->pend_retry_ms = now + 1000;
+    return b->ph;
+}
+
+/* pend_table - the slots of table i */
+
+static struct pslot *
+pend_table(const struct batch *b, unsigned i)
+{
+    return b->slots + (size_t) i * b->ph->slots;
+}
+
+/* pend_list - the list of claimed slots of table i */
+
+static uint32_t *
+pend_list(const struct batch *b, unsigned i)
+{
+    return (uint32_t *) (b->slots + 2 * b->ph->slots)
+           + (size_t) i * b->ph->slots;
+}
+
+/* pend_applied - the epoch stored as applied in a snapshot (0: none of
+ * this file's) */
+
+static uint64_t
+pend_applied(struct ina_store *st, MDB_txn *txn, const struct pend_hdr *ph)
+{
+    MDB_val k, v;
+    uint64_t x[2];
+
+    k.mv_data = (void *) "pending_epoch";
+    k.mv_size = 13;
+    if (mdb_get(txn, st->env->meta, &k, &v) != 0 || v.mv_size != sizeof(x))
+        return 0;
+    memcpy(x, v.mv_data, sizeof(x));
+    return x[0] == ph->instance ? x[1] : 0;
+}
+
+/* pend_put_applied - store the epoch a transaction applied */
+
+static int
+pend_put_applied(struct ina_store *st, MDB_txn *txn,
+                 const struct pend_hdr *ph, uint64_t epoch)
+{
+    MDB_val k, v;
+    uint64_t x[2];
+
+    x[0] = ph->instance;
+    x[1] = epoch;
+    k.mv_data = (void *) "pending_epoch";
+    k.mv_size = 13;
+    v.mv_data = x;
+    v.mv_size = sizeof(x);
+    return mdb_put(txn, st->env->meta, &k, &v, 0);
+}
+
+/* pslot_add - add n to a slot's count, saturating */
+
+static void
+pslot_add(uint64_t *d, uint64_t n)
+{
+    uint64_t cur = __atomic_load_n(d, __ATOMIC_RELAXED);
+
+    while (!__atomic_compare_exchange_n(d, &cur, sat_add(cur, n), 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* pend_add - add one prefix's delta to a shared table
+ *
+ * Returns 0, or ENOSPC when every slot was probed (the count then
+ * reaches queries only when its epoch is applied). */
+
+static int
+pend_add(struct pend_tab *t, struct pslot *tab, uint32_t *list,
+         uint64_t slots, const uint8_t *key, size_t klen, int ev, uint64_t n)
+{
+    size_t i = (size_t) pkey_hash(key, klen) & (slots - 1), probes;
+    struct pslot *s;
+    uint32_t state, spins;
+    uint64_t idx;
+
+    for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
+        s = &tab[i];
+        state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        if (state == 0) {
+            /* Listed before it is claimed: a writer killed in between
+             * leaves an extra entry, never a slot missing from the
+             * list.  Past the list's end, a full clear (pend_reset). */
+            idx = __atomic_fetch_add(&t->used, 1, __ATOMIC_RELAXED);
+            if (idx < slots)
+                __atomic_store_n(&list[idx], (uint32_t) i,
+                                 __ATOMIC_RELAXED);
+            if (__atomic_compare_exchange_n(&s->state, &state, 1, 0,
+                                            __ATOMIC_ACQUIRE,
+                                            __ATOMIC_ACQUIRE)) {
+                s->klen = (uint8_t) klen;
+                memcpy(s->key, key, klen);
+                __atomic_store_n(&s->state, 2, __ATOMIC_RELEASE);
+                pslot_add(&s->d[ev], n);
+                return 0;
+            }
+        }
+        /* Claiming takes a few stores: spin, then yield to a claimer
+         * that may have lost its processor. */
+        for (spins = 0; state == 1 && spins < CLAIM_SPINS; spins++) {
+            if (spins >= 64)
+                sched_yield();
+            state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        }
+        if (state == 2 && s->klen == klen && memcmp(s->key, key, klen) == 0) {
+            pslot_add(&s->d[ev], n);
+            return 0;
+        }
+    }
+    return ENOSPC;
+}
+
+/* pend_get - a prefix's count of one event in a shared table: the sum of
+ * its slots */
+
+static uint64_t
+pend_get(const struct pslot *tab, uint64_t slots, const uint8_t *key,
+         size_t klen, int ev)
+{
+    size_t i = (size_t) pkey_hash(key, klen) & (slots - 1), probes;
+    const struct pslot *s;
+    uint64_t sum = 0;
+    uint32_t state;
+
+    for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
+        s = &tab[i];
+        state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        if (state == 0)
+            break;
+        if (state == 2 && s->klen == klen && memcmp(s->key, key, klen) == 0)
+            sum = sat_add(sum, __atomic_load_n(&s->d[ev], __ATOMIC_RELAXED));
+    }
+    return sum;
+}
+
+/* pend_add_event - add one event at every prefix it counts under */
+
+static void
+pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
+               int family, const uint8_t *host, uint64_t n)
+{
+    uint8_t key[PKEY_MAX];
+    const uint8_t *list;
+    unsigned alen = cidr_addrlen(family);
+    size_t np, pi;
+
+    np = store_prefixes(st->conf, family, &list);
+    key[0] = (uint8_t) family;
+    for (pi = 0; pi < np; pi++) {
+        key[1] = list[pi];
+        memcpy(key + 2, host, alen);
+        cidr_mask(key + 2, alen, list[pi]);
+        (void) pend_add(&b->ph->tab[ti], pend_table(b, ti),
+                        pend_list(b, ti), b->ph->slots, key, 2 + alen, ev,
+                        n);
+    }
+}
+
+/* pend_reset - make table i ready for an epoch (under the writer lock)
+ *
+ * The table holds an applied epoch or nothing.  Queries that read it
+ * meanwhile see the sequence change and retry. */
+
+static void
+pend_reset(struct batch *b, unsigned i, uint64_t epoch, int64_t time)
+{
+    struct pend_tab *t = &b->ph->tab[i];
+
+    struct pslot *tab = pend_table(b, i);
+    const uint32_t *list = pend_list(b, i);
+    uint64_t used, j, slots = b->ph->slots;
+
+    if (__atomic_load_n(&t->gen, __ATOMIC_ACQUIRE) != 2 * epoch) {
+        __atomic_store_n(&t->gen, 2 * epoch - 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        used = __atomic_load_n(&t->used, __ATOMIC_RELAXED);
+        if (used >= slots)
+            memset(tab, 0, slots * sizeof(*tab));
+        else
+            for (j = 0; j < used; j++)
+                memset(&tab[list[j] & (slots - 1)], 0, sizeof(*tab));
+        __atomic_store_n(&t->used, 0, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&t->first_ms, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->time, time, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->gen, 2 * epoch, __ATOMIC_RELEASE);
+}
+
+/* journal_upto - the epoch up to which a flush applies a journal: all of
+ * it when its epochs are of another pending file (one made again: no
+ * table holds them) */
+
+static uint64_t
+journal_upto(const struct journal_hdr *h, const struct pend_hdr *ph,
+             uint64_t upto)
+{
+    return h->instance == ph->instance ? upto : UINT64_MAX;
+}
+
+/* flush_wait - wait for the writers still adding to an epoch's table
+ *
+ * A writer marks the epoch it adds to in its journal's header (active)
+ * before it checks that the epoch is still current; the flusher moved
+ * the epoch on before calling.  A dead writer is not waited for. */
+
+static int
+flush_wait(struct batch *b, uint64_t upto)
+{
+    uint64_t t0 = 0, act;
+    const struct journal_hdr *h;
+    size_t i;
+
+    for (i = 0; i < b->npeers; i++) {
+        h = b->peers[i].hdr;
+        for (;;) {
+            act = __atomic_load_n(&h->active, __ATOMIC_SEQ_CST);
+            if (act == 0 || act > upto
+                || !session_alive((pid_t) h->pid, h->start))
+                break;
+            if (t0 == 0)
+                t0 = mono_ms();
+            else if (mono_ms() - t0 > FLUSH_WAIT_MS)
+                return EAGAIN;
+            sched_yield();
+        }
+    }
+    return 0;
+}
+
 struct flush_arg {
-    uint64_t tail;
+    int drop;                  /* mark applied without counting (map full) */
+    int64_t time;              /* the next epoch's clock, or -1: now */
+    uint64_t upto;             /* out: the epoch applied */
+    uint64_t own_tail;         /* out: our journal's tail applied */
+    uint64_t events;           /* out: entries applied */
+    int done;                  /* out: a flush was made */
 };
 
-/* flush_txn - apply the pending events of every journal, with their tails
+/* flush_txn - apply every journal's entries up to the previous epoch
  *
- * A combined flush: besides this process's pending table, the entries of
- * every other process's journal past its stored tail, so that one
- * transaction per flush delay serves all the writers, with each key
- * merged across them.  Every journal's new tail is stored in the same
- * transaction: an entry is applied exactly once, whoever applies it.
- * When the store's tail of our own journal is past b->applied (another
- * process applied some of it and we have not caught up), our entries are
- * taken from the journal instead of the table. */
+ * In the flush's write transaction, so one at a time.  If the previous
+ * epoch is applied already, the current one becomes the previous: the
+ * next epoch's table is made ready and becomes current.  If not (a
+ * flusher died before its commit), that epoch is applied first.  Each
+ * journal's new tail and the epoch applied are stored in the same
+ * transaction: an entry is applied exactly once, whoever applies it. */
 
 static int
 flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 {
     struct flush_arg *a = argp;
     struct batch *b = st->env->batch;
-    struct pset *m = &b->merge;
-    struct ptab *t;
+    struct pend_hdr *ph = b->ph;
+    uint64_t applied, cur, upto, count, tail, own = 0;
     uint8_t mkey[17];
-    size_t mklen, i;
-    uint64_t applied, tail, count, others = 0, t0 = mono_ms();
+    size_t i;
     int rc = 0;
 
-    pset_clear(m);
+    a->done = 0;
+    a->events = 0;
+    pset_clear(&b->merge);
+    applied = pend_applied(st, txn, ph);
+    cur = __atomic_load_n(&ph->epoch, __ATOMIC_SEQ_CST);
+    a->upto = applied;
+    if (applied >= cur)
+        return EINVAL; /* no flush of this file can store that */
+    if (applied + 1 < cur) {
+        upto = cur - 1;
+    } else {
+        /* An empty epoch is left as it is, unless a record needs other
+         * windows than its table's. */
+        if (__atomic_load_n(&ph->tab[cur & 1].used, __ATOMIC_RELAXED) == 0
+            && (a->time < 0
+                || same_windows(st, a->time,
+                                __atomic_load_n(&ph->tab[cur & 1].time,
+                                                __ATOMIC_RELAXED)))) {
+            /* What others applied of our journal, whatever the hint. */
+            if (b->hdr != NULL)
+                a->own_tail = batch_meta_get(
+                    st, txn, mkey,
+                    batch_meta_key(mkey, b->hdr->pid, b->hdr->start,
+                                   b->seq));
+            return 0;
+        }
+        pend_reset(b, (cur + 1) & 1, cur + 1,
+                   a->time >= 0 ? a->time : st->clock(st->clock_arg));
+        __atomic_store_n(&ph->epoch, cur + 1, __ATOMIC_SEQ_CST);
+        upto = cur;
+    }
+    /* After the switch: a journal made later has no entry of upto. */
+    peers_scan(st, b);
+    if ((rc = flush_wait(b, upto)) != 0)
+        return rc;
+    if (b->hdr != NULL) {
+        rc = journal_collect(st, txn, b->hdr, b->ent,
+                             journal_upto(b->hdr, ph, upto), &b->merge,
+                             &a->own_tail, &count);
+        own = count;
+    }
     for (i = 0; i < b->npeers && rc == 0; i++) {
         /* A journal whose file is gone may have lost its stored tail to
          * a sweep (batch_forget_tails): applying it again would count
@@ -932,214 +1418,249 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         rc = journal_collect(st, txn, b->peers[i].hdr,
                              (const struct journal_ent *) (b->peers[i].hdr
                                                            + 1),
-                             m, &b->peers[i].tail, &count);
+                             journal_upto(b->peers[i].hdr, ph, upto),
+                             &b->merge, &b->peers[i].tail, &count);
         if (count == 0)
             b->peers[i].tail = 0;
-        others += count;
+        a->events += count;
     }
-    if (rc != 0)
-        return rc;
-    mklen = batch_meta_key(mkey, b->hdr->pid, b->hdr->start, b->seq);
-    applied = batch_meta_get(st, txn, mkey, mklen);
-    if (applied != b->applied)
-        rc = journal_collect(st, txn, b->hdr, b->ent, m, &tail, &count);
-    else if (others == 0)
-        rc = ptab_apply(st, txn, &b->pend);
-    else if ((rc = pset_table(st, txn, m, b->pend.time, &t)) == 0)
-        rc = ptab_merge(t, &b->pend);
-    if (rc == 0 && (applied != b->applied || others > 0))
-        rc = pset_apply(st, txn, m);
-    if (rc == 0 && a->tail > applied)
-        rc = batch_meta_put(st, txn, mkey, mklen, a->tail);
-    for (i = 0; i < b->npeers && rc == 0; i++)
-        if (b->peers[i].tail > 0)
-            rc = journal_mark(st, txn, b->peers[i].hdr, b->peers[i].tail);
+    a->events += own;
+    if (rc == 0 && !a->drop)
+        rc = pset_apply(st, txn, &b->merge);
+    if (rc == 0 && own > 0)
+        rc = batch_meta_put(st, txn, mkey,
+                            batch_meta_key(mkey, b->hdr->pid, b->hdr->start,
+                                           b->seq),
+                            a->own_tail);
+    for (i = 0; i < b->npeers && rc == 0; i++) {
+        struct journal_hdr *h = b->peers[i].hdr;
+
+        if (b->peers[i].tail == 0)
+            continue;
+        rc = journal_mark(st, txn, h, b->peers[i].tail);
+        /* A dead process's journal, applied whole, is removed after the
+         * commit. */
+        tail = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
+        if (rc == 0 && b->peers[i].tail == tail
+            && !session_alive((pid_t) h->pid, h->start)) {
+            char path[4096];
+
+            snprintf(path, sizeof(path), "%s/%s", st->conf->store,
+                     b->peers[i].name);
+            rc = batch_gone(&st->gone, &st->ngone, path);
+        }
+    }
+    if (rc == 0)
+        rc = pend_put_applied(st, txn, ph, upto);
     if (rc == 0)
         rc = store_expire_due(st, txn, st->clock(st->clock_arg));
-    /* The average of the last few, in whole milliseconds: the time the
-     * writer lock is held for the flush, not the wait for it. */
-    b->flush_ms = (3 * b->flush_ms + (mono_ms() - t0) + 3) / 4;
-    return rc;
-}
-
-/* batch_lead - how long after its record an event's flush must start
- *
- * flush_delay bounds when other processes see an event, and the flush
- * itself takes time: it starts that much earlier (the average duration
- * of this process's flushes), but never at once. */
-
-static uint64_t
-batch_lead(const struct ina_store *st, const struct batch *b)
-{
-    uint64_t delay = st->conf->flush_delay;
-
-    return b->flush_ms < delay ? delay - b->flush_ms : (delay + 3) / 4;
-}
-
-/* batch_clear - forget the pending table after a flush */
-
-static void
-batch_clear(struct batch *b)
-{
-    ptab_clear(&b->pend);
-    b->deadline_ms = 0;
-}
-
-/* batch_catch_up - follow what another process applied of our journal
- *
- * to is a tail that a combined flush stored (published in the journal's
- * header after its commit, or read from a snapshot).  The pending table
- * is rebuilt from the entries past it, all of the table's windows, and
- * the deadline becomes that of the oldest entry left. */
-
-static int
-batch_catch_up(struct ina_store *st, struct batch *b, uint64_t to)
-{
-    uint64_t tail = b->hdr->tail, seq;
-    const struct journal_ent *e;
-    int64_t time = b->pend.time;
-    int rc = 0;
-
-    if (to <= b->applied)
-        return 0;
-    if (to > tail)
-        to = tail;
-    batch_clear(b);
-    b->applied = to;
-    if (to == tail)
-        return 0;
-    b->pend.time = time;
-    b->deadline_ms = b->ms[to % b->hdr->capacity] + batch_lead(st, b);
-    for (seq = to + 1; seq <= tail && rc == 0; seq++) {
-        e = &b->ent[(seq - 1) % b->hdr->capacity];
-        rc = ptab_add_event(st, &b->pend, e->ev, e->family, e->addr, e->n);
+    if (rc == 0) {
+        a->upto = upto;
+        a->done = 1;
     }
     return rc;
 }
 
-/* batch_follow - catch up with the applied tail others published */
+/* flusher_claim - become the one process starting a timed flush
+ *
+ * Returns 0 when another live process is at it. */
 
 static int
-batch_follow(struct ina_store *st, struct batch *b)
+flusher_claim(struct pend_hdr *ph, uint64_t me)
 {
-    uint64_t hint;
+    uint64_t cur = 0, now = mono_ms();
 
-    if (b == NULL || b->hdr == NULL)
+    if (__atomic_compare_exchange_n(&ph->flusher, &cur, me, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&ph->flusher_ms, now, __ATOMIC_RELAXED);
+        return 1;
+    }
+    /* Another process's flag is taken over only when old, and then only
+     * if its process is gone: a flush never takes that long. */
+    if (cur != me
+        && (now - __atomic_load_n(&ph->flusher_ms, __ATOMIC_RELAXED)
+                < FLUSHER_STALE_MS
+            || kill((pid_t) cur, 0) == 0))
         return 0;
-    hint = __atomic_load_n(&b->hdr->applied, __ATOMIC_ACQUIRE);
-    return hint > b->applied ? batch_catch_up(st, b, hint) : 0;
+    if (!__atomic_compare_exchange_n(&ph->flusher, &cur, me, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return 0;
+    __atomic_store_n(&ph->flusher_ms, now, __ATOMIC_RELAXED);
+    return 1;
 }
 
 /* batch_flush_locked - apply the pending events now (batch lock held)
  *
- * A map too full even for the coarsest granularity loses the batch,
- * counted as dropped; nothing else fails the caller's record. */
+ * force: wait for the writer lock (a record that needs the next epoch,
+ * ina_flush(), a range query); else only if no other process is starting
+ * one.  time is the clock of a record that needs the next epoch (-1:
+ * none; an empty epoch is then left as it is).  A map too full even for the coarsest granularity
+ * loses the epoch's events, counted as dropped; nothing else fails the
+ * caller's record. */
 
 static int
-batch_flush_locked(struct ina_store *st)
+batch_flush_locked(struct ina_store *st, int force, int64_t time)
 {
     struct batch *b = st->env->batch;
     struct flush_arg a;
+    uint64_t me = (uint64_t) st->pid;
     size_t i;
     int rc;
 
-    if (b == NULL || b->hdr == NULL)
+    if (b == NULL || (st->flags & INA_STORE_RDONLY))
         return 0;
-    if ((rc = batch_follow(st, b)) != 0)
-        return rc;
-    if (b->pend.used == 0)
+    if (b->ph == NULL && (rc = pend_map(st, b, 0)) != 0)
+        return rc == ENOENT ? 0 : rc;
+    if (!b->pwritable)
         return 0;
-    peers_scan(st, b);
-    a.tail = b->hdr->tail;
+    if (!force && !flusher_claim(b->ph, me))
+        return 0;
+    memset(&a, 0, sizeof(a));
+    a.time = time;
     rc = store_write(st, flush_txn, &a);
-    pset_clear(&b->merge);
+    if (rc == MDB_MAP_FULL) {
+        a.drop = 1;
+        if ((rc = store_write(st, flush_txn, &a)) == 0 && a.done) {
+            store_log(st, INA_LOG_ERR,
+                      "store %s: map full at the coarsest granularity: "
+                      "%llu pending event(s) were not counted",
+                      st->conf->store, (unsigned long long) a.events);
+            store_count_dropped(st, a.events);
+        }
+    }
     if (rc == 0) {
-        b->applied = a.tail;
-        hint_raise(&b->hdr->applied, a.tail);
-        for (i = 0; i < b->npeers; i++)
+        hint_raise(&b->ph->applied, a.upto);
+        if (b->hdr != NULL && a.own_tail > b->applied) {
+            b->applied = a.own_tail;
+            hint_raise(&b->hdr->applied, a.own_tail);
+        }
+        for (i = 0; a.done && i < b->npeers; i++)
             if (b->peers[i].tail > 0 && b->peers[i].writable)
                 hint_raise(&b->peers[i].hdr->applied, b->peers[i].tail);
-        batch_clear(b);
-    } else if (rc == MDB_MAP_FULL) {
-        store_log(st, INA_LOG_ERR,
-                  "store %s: map full at the coarsest granularity: %zu "
-                  "pending prefixes were not counted", st->conf->store,
-                  b->pend.used);
-        store_count_dropped(st, b->hdr->tail - b->applied);
-        b->applied = a.tail;
-        batch_clear(b);
-        rc = 0;
+    }
+    pset_clear(&b->merge);
+    if (!force) {
+        uint64_t cur = me;
+
+        (void) __atomic_compare_exchange_n(&b->ph->flusher, &cur, 0, 0,
+                                           __ATOMIC_RELEASE,
+                                           __ATOMIC_RELAXED);
+        if (rc == EAGAIN)
+            rc = 0;
     }
     return rc;
 }
 
-/* batch_flush - apply the process's pending events of this store now */
+/* batch_flush - apply every process's pending events of this store now */
 
 int
 batch_flush(struct ina_store *st)
 {
-    int rc;
+    int rc = 0;
 
     pthread_mutex_lock(&st->env->block);
-    rc = batch_flush_locked(st);
+    if (batch_get(st) == NULL)
+        rc = ENOMEM;
+    else
+        rc = batch_flush_locked(st, 1, -1);
     pthread_mutex_unlock(&st->env->block);
     return rc;
 }
 
-/* batch_record_locked - journal one event, add it to the pending table */
+/* batch_is_due - should a timed flush start? */
+
+static int
+batch_is_due(const struct ina_store *st, const struct pend_hdr *ph)
+{
+    uint64_t cur = __atomic_load_n(&ph->epoch, __ATOMIC_ACQUIRE);
+    const struct pend_tab *t = &ph->tab[cur & 1];
+    uint64_t first = __atomic_load_n(&t->first_ms, __ATOMIC_RELAXED);
+
+    if (__atomic_load_n(&ph->applied, __ATOMIC_RELAXED) + 1 < cur)
+        return 1; /* a flush died, or its hint is not raised yet */
+    if (first == 0)
+        return 0;
+    return __atomic_load_n(&t->used, __ATOMIC_RELAXED) >= ph->slots / 4
+           || mono_ms() >= first + st->conf->flush_delay;
+}
+
+/* batch_record_locked - journal one event, add it to the current table
+ *
+ * Returns EAGAIN when the event could not be buffered (the windows kept
+ * moving under it): the caller then writes it in a transaction of its
+ * own. */
 
 static int
 batch_record_locked(struct ina_store *st, enum ina_event ev,
                     const struct ina_cidr *addr, uint64_t n)
 {
-    struct batch *b = st->env->batch;
+    struct batch *b = batch_get(st);
     struct journal_ent *e;
-    uint64_t tail, now_ms;
+    struct pend_hdr *ph;
+    struct pend_tab *t;
+    uint64_t tail, cur, hint, now_ms, first;
     int64_t now;
-    int rc;
+    int rc, tries;
 
-    if (b == NULL) {
-        if ((b = calloc(1, sizeof(*b))) == NULL)
-            return ENOMEM;
-        st->env->batch = b;
+    if (b == NULL)
+        return ENOMEM;
+    if (b->ph != NULL && !b->pwritable) {
+        /* Mapped read-only by a query before: a writer needs it whole. */
+        munmap(b->ph, b->pmaplen);
+        b->ph = NULL;
     }
+    if (b->ph == NULL && (rc = pend_map(st, b, 1)) != 0)
+        return rc;
     if (b->hdr == NULL && (rc = batch_open_journal(st)) != 0)
         return rc;
+    ph = b->ph;
     now = st->clock(st->clock_arg);
     if (now < 0 || now > (int64_t) UINT32_MAX)
         return INA_ECLOCK;
-    if ((rc = batch_follow(st, b)) != 0)
-        return rc;
-    /* A window boundary flushes what was pending, so that expiry never
-     * runs ahead of buffered counts, other processes see the closed
-     * window whole, and the table stays within one window per width. */
-    if (b->pend.used > 0 && !same_windows(st, now, b->pend.time)
-        && (rc = batch_flush_locked(st)) != 0)
-        return rc;
-    tail = b->hdr->tail;
-    if (tail - b->applied >= b->hdr->capacity
-        || b->pend.used >= BATCH_MAX_KEYS) {
-        if ((rc = batch_flush_locked(st)) != 0)
-            return rc;
+    for (tries = 0;; tries++) {
+        cur = __atomic_load_n(&ph->epoch, __ATOMIC_ACQUIRE);
+        t = &ph->tab[cur & 1];
+        hint = __atomic_load_n(&b->hdr->applied, __ATOMIC_ACQUIRE);
+        if (hint > b->applied)
+            b->applied = hint;
+        /* The next epoch is needed: this event's windows are not the
+         * table's, or our journal or the table is full. */
+        if (!same_windows(st, now, __atomic_load_n(&t->time,
+                                                   __ATOMIC_RELAXED))
+            || b->hdr->tail - b->applied >= b->hdr->capacity
+            || __atomic_load_n(&t->used, __ATOMIC_RELAXED)
+                   >= ph->slots / 2) {
+            if (tries >= 3)
+                return EAGAIN;
+            if ((rc = batch_flush_locked(st, 1, now)) != 0)
+                return rc;
+            continue;
+        }
+        __atomic_store_n(&b->hdr->active, cur, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&ph->epoch, __ATOMIC_SEQ_CST) == cur)
+            break;
+        __atomic_store_n(&b->hdr->active, 0, __ATOMIC_RELEASE);
     }
-    now_ms = mono_ms();
+    tail = b->hdr->tail;
     e = &b->ent[tail % b->hdr->capacity];
     e->time = (uint32_t) now;
     e->ev = (uint8_t) ev;
     e->family = addr->family;
+    e->epoch = cur;
     e->n = n;
     memcpy(e->addr, addr->addr, 16);
-    b->ms[tail % b->hdr->capacity] = now_ms;
     __atomic_store_n(&b->hdr->tail, tail + 1, __ATOMIC_RELEASE);
-    if (b->pend.used == 0) {
-        b->pend.time = now;
-        b->deadline_ms = now_ms + batch_lead(st, b);
+    pend_add_event(st, b, (unsigned) (cur & 1), (int) ev, addr->family,
+                   addr->addr, n);
+    __atomic_store_n(&b->hdr->active, 0, __ATOMIC_RELEASE);
+    if ((first = __atomic_load_n(&t->first_ms, __ATOMIC_RELAXED)) == 0) {
+        now_ms = mono_ms();
+        (void) __atomic_compare_exchange_n(&t->first_ms, &first, now_ms, 0,
+                                           __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED);
     }
-    if ((rc = ptab_add_event(st, &b->pend, (int) ev, addr->family,
-                             addr->addr, n)) != 0)
-        return rc;
-    if (now_ms >= b->deadline_ms)
-        return batch_flush_locked(st);
+    if (batch_is_due(st, ph))
+        return batch_flush_locked(st, 0, -1);
     return 0;
 }
 
@@ -1157,7 +1678,7 @@ batch_record(struct ina_store *st, enum ina_event ev,
     return rc;
 }
 
-/* batch_due - flush if the deadline passed (every entry point calls) */
+/* batch_due - start a flush if one is due (every entry point calls) */
 
 int
 batch_due(struct ina_store *st)
@@ -1165,80 +1686,112 @@ batch_due(struct ina_store *st)
     struct batch *b = st->env->batch;
     int rc = 0;
 
-    /* Most queries find nothing pending: no lock, no clock for them. */
-    if (!batch_has_pending(st))
+    if (b == NULL || b->ph == NULL || !b->pwritable
+        || (st->flags & INA_STORE_RDONLY) || !batch_is_due(st, b->ph))
         return 0;
     pthread_mutex_lock(&st->env->block);
-    if ((rc = batch_follow(st, b)) == 0 && b->pend.used > 0
-        && mono_ms() >= b->deadline_ms)
-        rc = batch_flush_locked(st);
+    rc = batch_flush_locked(st, 0, -1);
     pthread_mutex_unlock(&st->env->block);
     return rc;
 }
 
-/* batch_pending - the process's pending count of one key, in a snapshot
+/* batch_pending - the pending count of one counter key, for a snapshot
  *
- * Pending events all fall in the table's window of each width: a key of
- * another window has none.  The table leaves out the entries up to
- * b->applied; the snapshot holds those up to the tail stored in it,
- * which another process's combined flush may have moved past b->applied
- * before this process heard of it.  So when the key has pending counts,
- * the snapshot's tail is read (once per snapshot) and the table caught
- * up to it: the sum is exact for that snapshot. */
+ * The tables of the epochs after the one the snapshot applied, if they
+ * hold the key's window.  Returns 0 with *n set, or EAGAIN when the
+ * snapshot is older than both tables or they kept changing: the caller
+ * renews its snapshot and asks again. */
 
-uint64_t
+int
 batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
-              size_t klen, int ev)
+              size_t klen, int ev, uint64_t *n)
 {
-    struct batch *b = st->env->batch;
-    uint8_t mkey[17];
+    struct batch *b;
+    struct pend_hdr *ph;
+    uint64_t g[2], k[2], applied, sum, id;
     uint32_t width, win;
-    struct pend *p;
-    uint64_t n = 0, id;
+    int tries, rc = EAGAIN;
+    unsigned i;
 
-    if (!batch_has_pending(st) || klen <= 8 || klen - 8 > PKEY_MAX)
+    *n = 0;
+    if (klen <= 8 || klen - 8 > PKEY_MAX)
         return 0;
     width = (uint32_t) be_get(key, 4);
     win = (uint32_t) be_get(key + 4, 4);
+    if (width == 0)
+        return 0;
     pthread_mutex_lock(&st->env->block);
-    if (b->pend.used > 0 && width > 0
-        && (uint32_t) (b->pend.time / width) == win) {
-        p = ptab_find(&b->pend, key + 8, klen - 8);
-        if (p->klen != 0 && p->d[ev] != 0) {
-            id = (uint64_t) mdb_txn_id(txn);
-            if (id != b->snap_txn) {
-                b->snap_applied = batch_meta_get(
-                    st, txn, mkey,
-                    batch_meta_key(mkey, b->hdr->pid, b->hdr->start,
-                                   b->seq));
-                b->snap_txn = id;
-            }
-            if (b->snap_applied > b->applied
-                && batch_catch_up(st, b, b->snap_applied) == 0)
-                p = b->pend.used > 0 ? ptab_find(&b->pend, key + 8, klen - 8)
-                                     : NULL;
-            n = p != NULL && p->klen != 0 ? p->d[ev] : 0;
+    if ((b = batch_get(st)) == NULL || (ph = pend_reader(st, b)) == NULL) {
+        pthread_mutex_unlock(&st->env->block);
+        return 0;
+    }
+    id = (uint64_t) mdb_txn_id(txn);
+    if (id != b->snap_txn || b->snap_txn == 0) {
+        b->snap_epoch = pend_applied(st, txn, ph);
+        b->snap_txn = id;
+    }
+    applied = b->snap_epoch;
+    for (tries = 0; tries < 64; tries++) {
+        g[0] = __atomic_load_n(&ph->tab[0].gen, __ATOMIC_ACQUIRE);
+        g[1] = __atomic_load_n(&ph->tab[1].gen, __ATOMIC_ACQUIRE);
+        /* An odd sequence: the table is being made ready for the epoch
+         * after the current one (or its maker died at it), and holds
+         * nothing to count. */
+        k[0] = (g[0] + 1) / 2;
+        k[1] = (g[1] + 1) / 2;
+        /* Both tables are of epochs later than one after the snapshot's:
+         * an epoch between is gone from them. */
+        if (applied + 1 < (k[0] < k[1] ? k[0] : k[1]))
+            break;
+        sum = 0;
+        for (i = 0; i < 2; i++)
+            if (k[i] > applied && !(g[i] & 1)
+                && (uint32_t) (__atomic_load_n(&ph->tab[i].time,
+                                               __ATOMIC_RELAXED)
+                               / width)
+                       == win)
+                sum = sat_add(sum, pend_get(pend_table(b, i), ph->slots,
+                                            key + 8, klen - 8, ev));
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&ph->tab[0].gen, __ATOMIC_RELAXED) == g[0]
+            && __atomic_load_n(&ph->tab[1].gen, __ATOMIC_RELAXED) == g[1]) {
+            *n = sum;
+            rc = 0;
+            break;
         }
     }
     pthread_mutex_unlock(&st->env->block);
-    return n;
+    return rc;
 }
 
-/* batch_has_pending - does the process hold unflushed events here? */
+/* batch_has_pending - may some process hold events not in the tree? */
 
 int
-batch_has_pending(const struct ina_store *st)
+batch_has_pending(struct ina_store *st)
 {
-    struct batch *b = st->env->batch;
+    struct batch *b;
+    struct pend_hdr *ph;
+    uint64_t cur;
+    int r;
 
-    return b != NULL
-           && __atomic_load_n(&b->pend.used, __ATOMIC_RELAXED) > 0;
+    pthread_mutex_lock(&st->env->block);
+    b = batch_get(st);
+    ph = b != NULL ? pend_reader(st, b) : NULL;
+    if (ph == NULL) {
+        r = 0;
+    } else {
+        cur = __atomic_load_n(&ph->epoch, __ATOMIC_ACQUIRE);
+        r = __atomic_load_n(&ph->tab[cur & 1].used, __ATOMIC_RELAXED) > 0
+            || __atomic_load_n(&ph->applied, __ATOMIC_RELAXED) + 1 < cur;
+    }
+    pthread_mutex_unlock(&st->env->block);
+    return r;
 }
 
 /* batch_forget - drop the parent's batch in a child after fork
  *
  * The events belong to the parent's journal, which the parent (or a
- * survivor) applies; the child only unmaps its copy.  Called by the
+ * survivor) applies; the child only unmaps its copies.  Called by the
  * environment's fork handler, single-threaded. */
 
 void
@@ -1250,11 +1803,11 @@ batch_forget(struct env *e)
         return;
     if (b->hdr != NULL)
         munmap(b->hdr, b->maplen);
+    if (b->ph != NULL)
+        munmap(b->ph, b->pmaplen);
     peers_drop(b, 1);
     free(b->peers);
-    ptab_free(&b->pend);
     pset_free(&b->merge);
-    free(b->ms);
     free(b);
     e->batch = NULL;
 }
@@ -1267,12 +1820,14 @@ int
 batch_retire(struct ina_store *st)
 {
     struct batch *b;
-    int rc = 0;
+    int rc = 0, i;
 
     pthread_mutex_lock(&st->env->block);
     b = st->env->batch;
     if (b != NULL && b->hdr != NULL) {
-        rc = batch_flush_locked(st);
+        /* Two passes when a dead flusher left an epoch to finish. */
+        for (i = 0; i < 2 && rc == 0 && b->applied < b->hdr->tail; i++)
+            rc = batch_flush_locked(st, 1, -1);
         if (rc == 0 && b->applied == b->hdr->tail) {
             unlink(b->path);
             munmap(b->hdr, b->maplen);
@@ -1282,22 +1837,6 @@ batch_retire(struct ina_store *st)
     }
     pthread_mutex_unlock(&st->env->block);
     return rc;
-}
-
-/* batch_gone - add a journal to the list removed after the commit */
-
-static int
-batch_gone(char ***list, size_t *n, const char *path)
-{
-    char **l = realloc(*list, (*n + 1) * sizeof(*l));
-
-    if (l == NULL)
-        return ENOMEM;
-    *list = l;
-    if ((l[*n] = strdup(path)) == NULL)
-        return ENOMEM;
-    (*n)++;
-    return 0;
 }
 
 /* Meta records of removed journals deleted by one sweep, at most. */
@@ -1358,25 +1897,40 @@ batch_forget_tails(struct ina_store *st, MDB_txn *txn)
 /* batch_sweep_txn - apply and remove the journals of dead processes
  *
  * Runs inside a write transaction (at open and every few seconds).  The
- * files are unlinked only after the transaction commits: the caller gets
- * their names back in *gone. */
+ * flushes apply dead processes' journals like any other; the sweep
+ * applies what a flush could not have seen (up to the epoch applied:
+ * every entry when there is no pending file) and removes the journals
+ * applied whole.  The files are unlinked only after the transaction
+ * commits: the caller's list *gone gets their names. */
 
 int
 batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
                 size_t *ngone, uint64_t *replayed)
 {
-    char path[4096], **list = NULL;
+    char path[4096];
     struct journal_hdr *hdr;
+    struct pend_hdr ph;
+    struct stat sb;
     struct dirent *de;
     uint32_t pid, seq;
-    uint64_t start;
-    size_t n = 0, len;
+    uint64_t start, upto = UINT64_MAX, inst = 0;
+    size_t len;
     DIR *d;
     void *map;
-    int m, writable, rc = 0;
+    int m, writable, left, fd, rc = 0;
 
-    *gone = NULL;
-    *ngone = 0;
+    /* The pending file's header, read and not mapped: the sweep may run
+     * inside a flush, under the batch lock, or outside it. */
+    snprintf(path, sizeof(path), "%s/" PEND_NAME, st->conf->store);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+        if (fstat(fd, &sb) == 0
+            && pread(fd, &ph, sizeof(ph), 0) == (ssize_t) sizeof(ph)
+            && pend_valid(&ph, (size_t) sb.st_size)) {
+            upto = pend_applied(st, txn, &ph);
+            inst = ph.instance;
+        }
+        close(fd);
+    }
     if ((d = opendir(st->conf->store)) == NULL)
         return 0;
     while (rc == 0 && (de = readdir(d)) != NULL) {
@@ -1391,28 +1945,22 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
             continue;
         if (m > 0) {
             /* Never sized: it never held an event. */
-            rc = batch_gone(&list, &n, path);
+            rc = batch_gone(gone, ngone, path);
             continue;
         }
         hdr = map;
+        left = 0;
         if (journal_valid(hdr, len, pid, start, seq))
             rc = batch_replay(st, txn, hdr,
                               (const struct journal_ent *) (hdr + 1),
-                              replayed);
+                              hdr->instance == inst ? upto : UINT64_MAX,
+                              replayed, &left);
         munmap(map, len);
-        if (rc == 0)
-            rc = batch_gone(&list, &n, path);
+        if (rc == 0 && !left)
+            rc = batch_gone(gone, ngone, path);
     }
     closedir(d);
     if (rc == 0)
         rc = batch_forget_tails(st, txn);
-    if (rc != 0) {
-        while (n > 0)
-            free(list[--n]);
-        free(list);
-        return rc;
-    }
-    *gone = list;
-    *ngone = n;
-    return 0;
+    return rc;
 }

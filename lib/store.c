@@ -715,9 +715,9 @@ store_maintain(struct ina_store *st, MDB_txn *txn, int64_t now)
         mdb_reader_check(st->env->env, &dead);
         if ((rc = session_reap_txn(st, txn, &reaped)) != 0)
             return rc;
-        /* Journals of dead processes: their events are applied here,
-         * their files removed after the commit. */
-        store_unlink_gone(st, 0);
+        /* Journals of dead processes: what no flush applied is applied
+         * here, their files removed after the commit (after any that
+         * this transaction's flush listed). */
         if ((rc = batch_sweep_txn(st, txn, &st->gone, &st->ngone,
                                   &replayed)) != 0)
             return rc;
@@ -1055,9 +1055,10 @@ ina_record(struct ina_store *st, enum ina_event ev,
     a.n = n;
     if ((rc = store_enter(st)) != 0)
         return rc;
-    if (st->conf->flush_delay > 0) {
-        rc = batch_record(st, ev, addr, n);
-    } else {
+    /* EAGAIN: the windows kept moving under the buffered path, and the
+     * event is not journaled: it gets a transaction of its own. */
+    if (st->conf->flush_delay == 0
+        || (rc = batch_record(st, ev, addr, n)) == EAGAIN) {
         rc = store_write(st, record_txn, &a);
         if (rc == MDB_MAP_FULL) {
             /* Nothing more can be given up: the event is lost, and the
@@ -1184,7 +1185,7 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
     int64_t now;
     uint32_t cur, i;
     MDB_txn *txn;
-    int rc;
+    int rc, tries;
 
     *count = 0;
     if ((unsigned) ev >= INA_NEVENTS)
@@ -1226,24 +1227,34 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
                        (long long) now);
     }
     cur = (uint32_t) (now / mon->width);
-    /* The handle's own pending events count at once: a range query sees
-     * them applied, a single key adds them from the pending table. */
+    /* Pending events (every process's) count at once: a single key adds
+     * them from the shared pending tables, a range query applies them
+     * first. */
     if ((rc = batch_due(st)) == 0 && gran != block->plen
         && batch_has_pending(st))
         rc = batch_flush(st);
-    if (rc == 0 && (rc = store_read_begin(st, &txn)) == 0) {
+    /* A snapshot older than the pending tables (EAGAIN) is renewed. */
+    for (tries = 0; rc == 0 && (rc = store_read_begin(st, &txn)) == 0;
+         tries++) {
+        sum = 0;
         for (i = startv; i <= endv && i <= cur && rc == 0; i++) {
             size_t klen = store_ckey(pfx, mon->width, cur - i,
                                      block->family, gran, lo);
+            uint64_t x;
 
             rc = store_sum(st->rcur[0], pfx, CKEY_HDR, lo, hi, alen,
                            gran == block->plen, (size_t) ev, &sum);
-            if (gran == block->plen) {
-                uint64_t x = batch_pending(st, txn, pfx, klen, (int) ev);
-
+            if (rc == 0 && gran == block->plen
+                && (rc = batch_pending(st, txn, pfx, klen, (int) ev,
+                                       &x)) == 0)
                 sum = UINT64_MAX - sum < x ? UINT64_MAX : sum + x;
-            }
         }
+        if (rc != EAGAIN || tries >= STORE_RETRIES)
+            break;
+        store_read_end(st);
+        rc = 0;
+    }
+    if (rc == 0 || rc == EAGAIN) {
         /* Cluster-wide: the other nodes' rows of the same block and
          * windows, which the sync agent keeps in the cluster table, from
          * the same snapshot (cluster.c). */

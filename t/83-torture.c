@@ -7,7 +7,8 @@
  * every writer's total must equal the record calls that returned, plus at
  * most one call in flight per kill of that writer; no session gauge may
  * stay above the sessions really open (none: every writer is dead and
- * reaped); and the journals of the dead must all be applied and gone.
+ * reaped); and after a flush, the totals must still be exact and the
+ * journals of the dead all applied and gone.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -137,6 +138,26 @@ main(void)
             diag("round %d: %llu sessions of dead writers left", r,
                  (unsigned long long) sessions);
             bad_gauges++;
+        }
+        /* The totals above came partly from the pending tables; after a
+         * flush they come from the tree, and the dead writers' journals
+         * are applied and removed. */
+        if (ina_flush(st) != 0)
+            bail("round %d: flush failed", r);
+        for (i = 0; i < WRITERS; i++) {
+            snprintf(block, sizeof(block), "10.%d.0.0/16", 10 + i);
+            c = test_addr(block);
+            if (ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n,
+                          err, sizeof(err)) != 0)
+                bail("%s", err);
+            if (n < sh->done[i] || n > sh->done[i] + sh->kills[i]) {
+                diag("round %d writer %d after the flush: total %llu, "
+                     "returned %llu, kills %llu", r, i,
+                     (unsigned long long) n,
+                     (unsigned long long) sh->done[i],
+                     (unsigned long long) sh->kills[i]);
+                bad_totals++;
+            }
         }
         if (test_journals(conf->store) != 0) {
             diag("round %d: %d journals of dead writers left", r,
