@@ -1343,6 +1343,7 @@ struct flush_arg {
     uint64_t own_tail;         /* out: our journal's tail applied */
     uint64_t events;           /* out: entries applied */
     int done;                  /* out: a flush was made */
+    int unfinished;            /* out: it finished an earlier one's epoch */
 };
 
 /* flush_txn - apply every journal's entries up to the previous epoch
@@ -1367,6 +1368,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 
     a->done = 0;
     a->events = 0;
+    a->unfinished = 0;
     pset_clear(&b->merge);
     applied = pend_applied(st, txn, ph);
     cur = __atomic_load_n(&ph->epoch, __ATOMIC_SEQ_CST);
@@ -1375,6 +1377,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         return EINVAL; /* no flush of this file can store that */
     if (applied + 1 < cur) {
         upto = cur - 1;
+        a->unfinished = 1;
     } else {
         /* An empty epoch is left as it is, unless a record needs other
          * windows than its table's. */
@@ -1518,6 +1521,9 @@ batch_flush_locked(struct ina_store *st, int force, int64_t time)
     memset(&a, 0, sizeof(a));
     a.time = time;
     rc = store_write(st, flush_txn, &a);
+    /* A flush asked for applies the current epoch too. */
+    if (rc == 0 && force && a.unfinished)
+        rc = store_write(st, flush_txn, &a);
     if (rc == MDB_MAP_FULL) {
         a.drop = 1;
         if ((rc = store_write(st, flush_txn, &a)) == 0 && a.done) {

@@ -412,18 +412,18 @@ void ina_store_set_log(struct ina_store *st, ina_log_fn fn, void *arg)
  * mask is ignored: it is the host address.
  *
  * With a flush delay (flush_delay > 0, the default), the event is first
- * appended to the handle's journal, a file mapped in the store directory,
- * and added to the handle's pending counts; the pending counts are applied
- * in one transaction when the delay has passed (checked by every call on
- * the handle), at a window boundary, when the buffer is full, by
- * ina_flush() and by ina_store_close() (and at exit()).  A flush applies
- * the pending journal entries of every process on the store, not only
- * this one's (combined flushes).  Queries on the same handle see pending
- * counts at once; other processes see them within about the delay while
- * the writer keeps up, provided some process records or flushes, later
- * when it does not.  If the process dies, the next flush or sweep by
- * another process applies its journal: nothing whose call returned is
- * lost, and at most the call in flight is added.
+ * appended to the process's journal, a file mapped in the store
+ * directory, and added to the pending counts that every process on the
+ * store shares (the file "pending" there): queries from any process see
+ * it as soon as the call returns.  Pending counts are applied to the
+ * store in one transaction when flush_delay has passed since the first
+ * of them (checked by every call of every process), at a window
+ * boundary, when a buffer fills, before a range query, by ina_flush()
+ * and by ina_store_close() (and at exit()); one process at a time starts
+ * a timed flush, and a flush applies every process's journal.  If a
+ * process dies, a later flush applies its journal: nothing whose call
+ * returned is lost, at most the call in flight is added (and queries may
+ * see part of that one call until it is applied).
  * With flush_delay = 0 the event is one LMDB transaction of its own.
  *
  * A full map never fails the call: the store expires old windows, then
@@ -437,10 +437,13 @@ int ina_record(struct ina_store *st, enum ina_event ev,
                const struct ina_cidr *addr, uint64_t n)
     INA_NONNULL(1, 3) INA_WUR;
 
-/* ina_flush - apply the handle's pending events now
+/* ina_flush - apply every process's pending events on the store now
  *
- * For hosts' idle loops, and before a process hands work to another that
- * must see it.  Returns 0, or an LMDB code. */
+ * Queries see pending events without it; it puts them in the tree, for
+ * readers of the tree itself (the sync agent, dumps) and hosts' idle
+ * loops.  Returns 0, EAGAIN when a writer stayed caught inside a record
+ * call for seconds (a stopped process: the next flush finishes the
+ * work), or an LMDB code. */
 int ina_flush(struct ina_store *st) INA_NONNULL(1) INA_WUR;
 
 /* Flags of ina_query(). */
