@@ -213,7 +213,6 @@ struct batch {
     struct pslot *slots;
     size_t pmaplen;
     int pwritable;
-    uint64_t pend_retry_ms;    /* when to look for the file again */
     uint64_t snap_txn;         /* the last snapshot whose applied epoch */
     uint64_t snap_epoch;       /* ... was read, and that epoch */
     struct pset merge;         /* a flush's tables */
@@ -1009,7 +1008,18 @@ pend_init(struct ina_store *st, struct pend_hdr *ph, uint64_t slots)
     ph->tab[1].gen = 2;
     ph->tab[1].time = st->clock(st->clock_arg);
     ph->tab[0].gen = 4;
-    __atomic_store_n(&ph->magic, PEND_MAGIC, __ATOMIC_RELEASE);
+}
+
+/* pend_announce_txn - store a new pending file's instance, none of its
+ * epochs applied: from this snapshot on, queries must map it */
+
+static int pend_put_applied(struct ina_store *st, MDB_txn *txn,
+                            const struct pend_hdr *ph, uint64_t epoch);
+
+static int
+pend_announce_txn(struct ina_store *st, MDB_txn *txn, void *arg)
+{
+    return pend_put_applied(st, txn, arg, 0);
 }
 
 /* pend_map - map the store's pending file, making it if create is set
@@ -1068,8 +1078,18 @@ pend_map(struct ina_store *st, struct batch *b, int create)
         rc = errno;
         goto out;
     }
-    if (create && !pend_valid(map, len))
+    /* A new file is announced in the store before any process can add
+     * to it (it is not valid until then): a query whose snapshot has no
+     * announcement has nothing pending to miss. */
+    if (create && !pend_valid(map, len)) {
         pend_init(st, map, (len - PEND_OFF) / PEND_PER_SLOT);
+        if ((rc = store_write(st, pend_announce_txn, map)) != 0) {
+            munmap(map, len);
+            goto out;
+        }
+        __atomic_store_n(&((struct pend_hdr *) map)->magic, PEND_MAGIC,
+                         __ATOMIC_RELEASE);
+    }
     if (!pend_valid(map, len)) {
         munmap(map, len);
         rc = ENOENT;
@@ -1088,20 +1108,22 @@ out:
 }
 
 /* pend_reader - map the pending file for queries, if there is one
- * (looked for again at most once a second) */
+ *
+ * With a snapshot (txn), only when the snapshot announces one: a store
+ * without a pending file costs no system call per query. */
 
 static struct pend_hdr *
-pend_reader(struct ina_store *st, struct batch *b)
+pend_reader(struct ina_store *st, struct batch *b, MDB_txn *txn)
 {
-    uint64_t now;
+    MDB_val k, v;
 
     if (b->ph != NULL)
         return b->ph;
-    now = mono_ms();
-    if (now < b->pend_retry_ms)
+    k.mv_data = (void *) "pending_epoch";
+    k.mv_size = 13;
+    if (txn != NULL && mdb_get(txn, st->env->meta, &k, &v) != 0)
         return NULL;
-    if (pend_map(st, b, 0) != 0)
-        b->pend_retry_ms = now + 1000;
+    (void) pend_map(st, b, 0);
     return b->ph;
 }
 
@@ -1306,6 +1328,28 @@ journal_upto(const struct journal_hdr *h, const struct pend_hdr *ph,
     return h->instance == ph->instance ? upto : UINT64_MAX;
 }
 
+/* journals_behind - does some journal hold entries not applied? */
+
+static int
+journals_behind(struct ina_store *st, MDB_txn *txn, struct batch *b)
+{
+    uint8_t mkey[17];
+    const struct journal_hdr *h;
+    size_t i;
+
+    if (b->hdr != NULL && b->hdr->tail > b->applied)
+        return 1;
+    peers_scan(st, b);
+    for (i = 0; i < b->npeers; i++) {
+        h = b->peers[i].hdr;
+        if (__atomic_load_n(&h->tail, __ATOMIC_ACQUIRE)
+            > batch_meta_get(st, txn, mkey,
+                             batch_meta_key(mkey, h->pid, h->start, h->seq)))
+            return 1;
+    }
+    return 0;
+}
+
 /* flush_wait - wait for the writers still adding to an epoch's table
  *
  * A writer marks the epoch it adds to in its journal's header (active)
@@ -1380,12 +1424,14 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         a->unfinished = 1;
     } else {
         /* An empty epoch is left as it is, unless a record needs other
-         * windows than its table's. */
+         * windows than its table's, or a journal holds an entry whose
+         * writer died before adding it. */
         if (__atomic_load_n(&ph->tab[cur & 1].used, __ATOMIC_RELAXED) == 0
             && (a->time < 0
                 || same_windows(st, a->time,
                                 __atomic_load_n(&ph->tab[cur & 1].time,
-                                                __ATOMIC_RELAXED)))) {
+                                                __ATOMIC_RELAXED)))
+            && !journals_behind(st, txn, b)) {
             /* What others applied of our journal, whatever the hint. */
             if (b->hdr != NULL)
                 a->own_tail = batch_meta_get(
@@ -1727,7 +1773,7 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
     if (width == 0)
         return 0;
     pthread_mutex_lock(&st->env->block);
-    if ((b = batch_get(st)) == NULL || (ph = pend_reader(st, b)) == NULL) {
+    if ((b = batch_get(st)) == NULL || (ph = pend_reader(st, b, txn)) == NULL) {
         pthread_mutex_unlock(&st->env->block);
         return 0;
     }
@@ -1782,7 +1828,7 @@ batch_has_pending(struct ina_store *st)
 
     pthread_mutex_lock(&st->env->block);
     b = batch_get(st);
-    ph = b != NULL ? pend_reader(st, b) : NULL;
+    ph = b != NULL ? pend_reader(st, b, NULL) : NULL;
     if (ph == NULL) {
         r = 0;
     } else {
