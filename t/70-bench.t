@@ -14,7 +14,7 @@
 bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
 [ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
 
-plan 44
+plan 46
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
 tap_cleanup 'rm -rf "$tmp"'
@@ -70,12 +70,12 @@ done
 # The visibility probes need a run long enough for a flush or two; the
 # paced run at half speed lasts twice as long as the full one, so it has
 # probes even on a slow machine.
-TMPDIR=$tmp "$bench" -w realistic -n 20000 --no-redis >"$tmp/vis" 2>"$tmp/err"
+TMPDIR=$tmp "$bench" -w realistic -n 20000 --no-redis -F 20 >"$tmp/vis" 2>"$tmp/err"
 is 0 "$?" "a short realistic run exits 0"
 like "$(cat "$tmp/vis")" '^  visibility at half speed \([0-9]+ events/s\)' \
     "it measures visibility with the workers at half speed"
-like "$(cat "$tmp/vis")" '^    p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s \([0-9]+ probes; flush_delay 10 ms\)$' \
-    "...as percentiles of probes seen by another worker"
+like "$(cat "$tmp/vis")" '^    p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s \([0-9]+ probes; flush_delay 20 ms\)$' \
+    "...as percentiles of probes seen by another worker, with -F's delay"
 
 # --json puts the figures on stdout and the tables on stderr.
 TMPDIR=$tmp "$bench" --quick --json -w query >"$tmp/json" 2>"$tmp/err"
@@ -86,3 +86,7 @@ like "$(cat "$tmp/json")" '^    "query.c_point.p50_ns": [0-9]' \
 # Usage errors exit 2.
 "$bench" --no-such-option >/dev/null 2>&1
 is 2 "$?" "an unknown option exits 2"
+"$bench" -F 1001 >/dev/null 2>&1
+is 2 "$?" "a flush delay past 1000 ms exits 2"
+"$bench" --flush-delay 10ms >/dev/null 2>&1
+is 2 "$?" "a flush delay that is not a number exits 2"

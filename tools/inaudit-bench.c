@@ -302,6 +302,7 @@ struct bench_opts {
     double scale_budget;
     uint64_t seed;
     const char *dir;
+    int flush_delay;            /* -1: the sample configuration's */
     int keep, no_redis, quick, json;
 };
 
@@ -347,8 +348,9 @@ usage(void)
             "[-t SECONDS]\n"
             "                     [-w WORKLOADS] [-S POINTS] [-B SECONDS] "
             "[-R EVENTS]\n"
-            "                     [-q QUERIES] [-s SEED] [-d DIR] [--keep] "
-            "[--no-redis] [--json]\n"
+            "                     [-q QUERIES] [-s SEED] [-F MS] [-d DIR] "
+            "[--keep]\n"
+            "                     [--no-redis] [--json]\n"
             "  -k, --workers K        forked workers (default %d)\n"
             "  -n, --events N         events generated per worker "
             "(default %d)\n"
@@ -366,6 +368,8 @@ usage(void)
             "  -q, --queries N        calls per query figure (default %d)\n"
             "  -s, --seed SEED        seed of the generated streams "
             "(default %d)\n"
+            "  -F, --flush-delay MS   the stores' flush_delay (default: "
+            "the sample's)\n"
             "  -d, --dir DIR          make the stores in DIR and keep "
             "them\n"
             "      --keep             keep the temporary directory\n"
@@ -654,8 +658,11 @@ bench_conf(struct bench *b, const char *name, const char *prefixes4,
             "    map_size = \"%" PRIu64 "K\"\n"
             "    monitors = {\"60,10\", \"300,12\", \"3600,24\"}\n"
             "    ipv4_prefixes = {%s}\n"
-            "    ipv6_prefixes = {128, 64, 48}\n"
-            "}\n", addrs, store, map >> 10, prefixes4);
+            "    ipv6_prefixes = {128, 64, 48}\n", addrs, store, map >> 10,
+            prefixes4);
+    if (b->o.flush_delay >= 0)
+        fprintf(fp, "    flush_delay = %d\n", b->o.flush_delay);
+    fprintf(fp, "}\n");
     if (fclose(fp) != 0)
         err(1, "%s", path);
     if (ina_conf_load(path, &conf, errbuf, sizeof(errbuf)) != 0)
@@ -3243,6 +3250,7 @@ main(int argc, char **argv)
         { "queries", required_argument, NULL, 'q' },
         { "seed", required_argument, NULL, 's' },
         { "dir", required_argument, NULL, 'd' },
+        { "flush-delay", required_argument, NULL, 'F' },
         { "keep", no_argument, NULL, 'K' },
         { "no-redis", no_argument, NULL, 'N' },
         { "quick", no_argument, NULL, 'Q' },
@@ -3263,7 +3271,8 @@ main(int argc, char **argv)
     b->o.workers = DEF_WORKERS;
     b->o.workloads = WL_ALL;
     b->o.seed = DEF_SEED;
-    while ((ch = getopt_long(argc, argv, "k:n:t:w:S:B:R:q:s:d:Vh", longopts,
+    b->o.flush_delay = -1;
+    while ((ch = getopt_long(argc, argv, "k:n:t:w:S:B:R:q:s:d:F:Vh", longopts,
                              NULL)) != -1) {
         switch (ch) {
         case 'k':
@@ -3295,6 +3304,11 @@ main(int argc, char **argv)
         case 's':
             if (parse_count(optarg, &b->o.seed) != 0)
                 usage();
+            break;
+        case 'F':
+            if (parse_count(optarg, &v) != 0 || v > INA_FLUSH_DELAY_MAX)
+                usage();
+            b->o.flush_delay = (int) v;
             break;
         case 'd':
             b->o.dir = optarg;
