@@ -1796,8 +1796,10 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
         if (applied + 1 < (k[0] < k[1] ? k[0] : k[1]))
             break;
         sum = 0;
+        /* An empty table costs no probe (a cache miss in a large one). */
         for (i = 0; i < 2; i++)
             if (k[i] > applied && !(g[i] & 1)
+                && __atomic_load_n(&ph->tab[i].used, __ATOMIC_ACQUIRE) > 0
                 && (uint32_t) (__atomic_load_n(&ph->tab[i].time,
                                                __ATOMIC_RELAXED)
                                / width)
