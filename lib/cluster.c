@@ -1173,6 +1173,10 @@ ina_cluster_collect(struct ina_store *st, unsigned flags, int64_t now_ms,
         rc = INA_ECLOCK;
         goto out;
     }
+    /* Events still pending reach the tree, that this reads, when due:
+     * the agent flushes for workers that went idle. */
+    if ((rc = batch_tick(st)) != 0)
+        goto out;
     if ((rc = store_read_begin(st, &txn)) != 0)
         goto out;
     noinc = store_meta_u64(txn, st->env->meta, "sync.inc") == 0;

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #include "tap/basic.h"
 #include "tap/inatest.h"
@@ -422,6 +424,59 @@ nobody_waits(void)
 
 /* main - the scenes, in order */
 
+/* idle_worker - the agent's collect applies what an idle worker left
+ * pending: with flush_delay > 0 a worker that records and then waits
+ * (alive, making no call) leaves its events in the pending tables, and
+ * only a later call of some process flushes them to the tree, that the
+ * agent reads.  The collect loop is that call. */
+
+static void
+idle_worker(void)
+{
+    struct ina_conf *conf;
+    struct ina_store *w, *agent;
+    struct ina_cidr c = test_addr("203.0.113.77");
+    uint64_t seq = 0, rows = 0;
+    int up[2], down[2], status, i;
+    char x;
+    pid_t pid;
+
+    conf = test_conf("idle", "flush_delay = 20\n"
+                             "monitors = {\"60,10\"}\n"
+                             "ipv4_prefixes = {32}\n"
+                             "ipv6_prefixes = {128}\n"
+                             "cluster {\n redis = \"127.0.0.1:1\"\n"
+                             " node = \"a\"\n}\n");
+    if (pipe(up) != 0 || pipe(down) != 0)
+        sysbail("pipe");
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        w = test_open(conf);
+        ina_store_set_clock(w, test_clock, &now);
+        for (i = 0; i < 3; i++)
+            if (ina_record(w, INA_CONNECTION, &c, 1) != 0)
+                _exit(1);
+        if (write(up[1], "x", 1) != 1 || read(down[0], &x, 1) != 1)
+            _exit(1);
+        _exit(0);
+    }
+    ok(read(up[0], &x, 1) == 1, "a worker records 3 and goes idle");
+    agent = test_open(conf);
+    ina_store_set_clock(agent, test_clock, &now);
+    usleep(60 * 1000);
+    is_int(0, ina_cluster_collect(agent, 0, now * 1000, &seq, &rows),
+           "the agent collects after the flush delay");
+    ok(rows > 0, "its collect found the idle worker's events in the tree");
+    if (write(down[1], "x", 1) != 1)
+        sysbail("write");
+    waitpid(pid, &status, 0);
+    is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           "the worker exits");
+    ina_store_close(agent);
+    ina_conf_free(conf);
+}
+
 int
 main(void)
 {
@@ -715,6 +770,7 @@ main(void)
     for (i = 0; i < NNODES; i++)
         for (k = 0; k < nstream[i]; k++)
             free(streams[i][k].data);
+    idle_worker();
     test_cleanup();
     return 0;
 }
