@@ -1747,25 +1747,6 @@ batch_due(struct ina_store *st)
     return rc;
 }
 
-/* batch_tick - batch_due() for a process that may not have looked for
- * the pending file yet (the sync agent's collect loop): a store's
- * pending events reach the tree within about flush_delay while the
- * agent runs, even when every worker has gone idle */
-
-int
-batch_tick(struct ina_store *st)
-{
-    struct batch *b;
-
-    if (st->conf->flush_delay == 0 || (st->flags & INA_STORE_RDONLY))
-        return 0;
-    pthread_mutex_lock(&st->env->block);
-    if ((b = batch_get(st)) != NULL && b->ph == NULL)
-        (void) pend_map(st, b, 0);
-    pthread_mutex_unlock(&st->env->block);
-    return batch_due(st);
-}
-
 /* batch_pending - the pending count of one counter key, for a snapshot
  *
  * The tables of the epochs after the one the snapshot applied, if they

@@ -1173,9 +1173,10 @@ ina_cluster_collect(struct ina_store *st, unsigned flags, int64_t now_ms,
         rc = INA_ECLOCK;
         goto out;
     }
-    /* Events still pending reach the tree, that this reads, when due:
-     * the agent flushes for workers that went idle. */
-    if ((rc = batch_tick(st)) != 0)
+    /* This reads the tree: pending events are applied first, so the
+     * cluster's staleness does not wait for flush_delay, and the agent
+     * makes the flushes that idle workers would not. */
+    if (batch_has_pending(st) && (rc = batch_flush(st)) != 0)
         goto out;
     if ((rc = store_read_begin(st, &txn)) != 0)
         goto out;

@@ -93,7 +93,7 @@ static const char conf_default_text[] =
     "    # Milliseconds a record may wait before it reaches the store's "
     "tree (0 to\n"
     "    # 1000); every process sees it at once.\n"
-    "    flush_delay = 10\n"
+    "    flush_delay = 100\n"
     "    # Group of the store's directory and files (default: the "
     "creator's).\n"
     "    #group = \"mail\"\n"

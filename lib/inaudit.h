@@ -235,7 +235,7 @@ const char *ina_event_name(enum ina_event ev);
 #define INA_MAP_SIZE_MIN (1024ull * 1024)
 /* Default and largest flush delay, milliseconds (0: every record is its
  * own transaction). */
-#define INA_FLUSH_DELAY_DEFAULT 10
+#define INA_FLUSH_DELAY_DEFAULT 100
 #define INA_FLUSH_DELAY_MAX 1000
 /* Longest service name of the session gauge. */
 #define INA_SERVICE_MAX 32

@@ -53,7 +53,7 @@ $(ctl -h | sed -n '4,$p')" ctl show
 ok_program "show config" 0 "file           $conf
 store          $dir/store
 map_size       16777216 (16.0 MiB)
-flush_delay    10 ms
+flush_delay    100 ms
 ipv4_prefixes  /16 /24 /32
 ipv6_prefixes  /48 /64 /128
 cluster        not configured

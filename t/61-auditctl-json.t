@@ -29,7 +29,7 @@ ok "show config --json is one JSON document" doc_of --json show config
 is "\"$conf\"" "$(j .file)" "file"
 is "\"$dir/store\"" "$(j .store)" "store"
 is 16777216 "$(j .map_size)" "map_size"
-is 10 "$(j .flush_delay)" "flush_delay, the default"
+is 100 "$(j .flush_delay)" "flush_delay, the default"
 is '[16,24,32]' "$(j .ipv4_prefixes)" "ipv4_prefixes, coarsest first"
 is '[48,64,128]' "$(j .ipv6_prefixes)" "ipv6_prefixes"
 is null "$(j .cluster)" "cluster is null without a cluster section"
