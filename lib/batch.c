@@ -1772,6 +1772,12 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
     win = (uint32_t) be_get(key + 4, 4);
     if (width == 0)
         return 0;
+    /* A quiet store: both tables empty, nothing to look up or lock.  The
+     * mapping, once made, stays until fork or the last close. */
+    if ((b = st->env->batch) != NULL && (ph = b->ph) != NULL
+        && __atomic_load_n(&ph->tab[0].used, __ATOMIC_ACQUIRE) == 0
+        && __atomic_load_n(&ph->tab[1].used, __ATOMIC_ACQUIRE) == 0)
+        return 0;
     pthread_mutex_lock(&st->env->block);
     if ((b = batch_get(st)) == NULL || (ph = pend_reader(st, b, txn)) == NULL) {
         pthread_mutex_unlock(&st->env->block);
