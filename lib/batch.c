@@ -405,26 +405,41 @@ sat_add(uint64_t a, uint64_t b)
     return UINT64_MAX - a < b ? UINT64_MAX : a + b;
 }
 
+/* event_keys - the prefix keys an event counts under: one per
+ * granularity of its family, each 2 + address length bytes; returns how
+ * many */
+
+static size_t
+event_keys(const struct ina_store *st, int family, const uint8_t *host,
+           uint8_t keys[INA_MAX_PREFIXES][PKEY_MAX])
+{
+    const uint8_t *list;
+    unsigned alen = cidr_addrlen(family);
+    size_t np = store_prefixes(st->conf, family, &list), pi;
+
+    for (pi = 0; pi < np; pi++) {
+        keys[pi][0] = (uint8_t) family;
+        keys[pi][1] = list[pi];
+        memcpy(keys[pi] + 2, host, alen);
+        cidr_mask(keys[pi] + 2, alen, list[pi]);
+    }
+    return np;
+}
+
 /* ptab_add_event - add one event's deltas at every prefix it counts under */
 
 static int
 ptab_add_event(struct ina_store *st, struct ptab *t, int ev, int family,
                const uint8_t *host, uint64_t n)
 {
-    uint8_t key[PKEY_MAX];
-    const uint8_t *list;
-    unsigned alen = cidr_addrlen(family);
-    size_t np, pi, klen = 2 + alen;
+    uint8_t keys[INA_MAX_PREFIXES][PKEY_MAX];
+    size_t np = event_keys(st, family, host, keys), pi;
     struct pend *p;
     int rc;
 
-    np = store_prefixes(st->conf, family, &list);
-    key[0] = (uint8_t) family;
     for (pi = 0; pi < np; pi++) {
-        key[1] = list[pi];
-        memcpy(key + 2, host, alen);
-        cidr_mask(key + 2, alen, list[pi]);
-        if ((rc = ptab_slot(t, key, klen, &p)) != 0)
+        if ((rc = ptab_slot(t, keys[pi], 2 + cidr_addrlen(family), &p))
+            != 0)
             return rc;
         p->d[ev] = sat_add(p->d[ev], n);
     }
@@ -1270,21 +1285,13 @@ static void
 pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
                int family, const uint8_t *host, uint64_t n)
 {
-    uint8_t key[PKEY_MAX];
-    const uint8_t *list;
-    unsigned alen = cidr_addrlen(family);
-    size_t np, pi;
+    uint8_t keys[INA_MAX_PREFIXES][PKEY_MAX];
+    size_t np = event_keys(st, family, host, keys), pi;
 
-    np = store_prefixes(st->conf, family, &list);
-    key[0] = (uint8_t) family;
-    for (pi = 0; pi < np; pi++) {
-        key[1] = list[pi];
-        memcpy(key + 2, host, alen);
-        cidr_mask(key + 2, alen, list[pi]);
+    for (pi = 0; pi < np; pi++)
         (void) pend_add(&b->ph->tab[ti], pend_table(b, ti),
-                        pend_list(b, ti), b->ph->slots, key, 2 + alen, ev,
-                        n);
-    }
+                        pend_list(b, ti), b->ph->slots, keys[pi],
+                        2 + cidr_addrlen(family), ev, n);
 }
 
 /* pend_reset - make table i ready for an epoch (under the writer lock)
@@ -1772,12 +1779,6 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
     win = (uint32_t) be_get(key + 4, 4);
     if (width == 0)
         return 0;
-    /* A quiet store: both tables empty, nothing to look up or lock.  The
-     * mapping, once made, stays until fork or the last close. */
-    if ((b = st->env->batch) != NULL && (ph = b->ph) != NULL
-        && __atomic_load_n(&ph->tab[0].used, __ATOMIC_ACQUIRE) == 0
-        && __atomic_load_n(&ph->tab[1].used, __ATOMIC_ACQUIRE) == 0)
-        return 0;
     pthread_mutex_lock(&st->env->block);
     if ((b = batch_get(st)) == NULL || (ph = pend_reader(st, b, txn)) == NULL) {
         pthread_mutex_unlock(&st->env->block);
@@ -1802,7 +1803,9 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
         if (applied + 1 < (k[0] < k[1] ? k[0] : k[1]))
             break;
         sum = 0;
-        /* An empty table costs no probe (a cache miss in a large one). */
+        /* An empty table costs no probe (a cache miss in a large one);
+         * only after the coverage check above: an empty table may be one
+         * made ready again after the epoch an old snapshot lacks. */
         for (i = 0; i < 2; i++)
             if (k[i] > applied && !(g[i] & 1)
                 && __atomic_load_n(&ph->tab[i].used, __ATOMIC_ACQUIRE) > 0

@@ -65,6 +65,35 @@ writer(const struct ina_conf *conf, struct shared *sh, int id)
     }
 }
 
+/* bad_totals - writers whose total is not the calls that returned plus
+ * at most one per kill, each told with diag() */
+
+static int
+bad_totals(struct ina_store *st, const struct shared *sh, int r,
+           const char *when)
+{
+    struct ina_cidr c;
+    char block[32], err[256];
+    uint64_t n;
+    int i, bad = 0;
+
+    for (i = 0; i < WRITERS; i++) {
+        snprintf(block, sizeof(block), "10.%d.0.0/16", 10 + i);
+        c = test_addr(block);
+        if (ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                      sizeof(err)) != 0)
+            bail("%s", err);
+        if (n < sh->done[i] || n > sh->done[i] + sh->kills[i]) {
+            diag("round %d writer %d%s: total %llu, returned %llu, "
+                 "kills %llu", r, i, when, (unsigned long long) n,
+                 (unsigned long long) sh->done[i],
+                 (unsigned long long) sh->kills[i]);
+            bad++;
+        }
+    }
+    return bad;
+}
+
 int
 main(void)
 {
@@ -74,8 +103,8 @@ main(void)
     struct ina_cidr c;
     pid_t pids[WRITERS];
     uint64_t n, sessions;
-    char err[256], block[32];
-    int i, r, status, killed = 0, bad_totals = 0, bad_gauges = 0;
+    char err[256];
+    int i, r, status, killed = 0, totals_wrong = 0, bad_gauges = 0;
     int bad_journals = 0;
 
     plan_lazy();
@@ -116,20 +145,7 @@ main(void)
             break;
         }
         ina_store_set_log(st, NULL, NULL);
-        for (i = 0; i < WRITERS; i++) {
-            snprintf(block, sizeof(block), "10.%d.0.0/16", 10 + i);
-            c = test_addr(block);
-            if (ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n,
-                          err, sizeof(err)) != 0)
-                bail("%s", err);
-            if (n < sh->done[i] || n > sh->done[i] + sh->kills[i]) {
-                diag("round %d writer %d: total %llu, returned %llu, "
-                     "kills %llu", r, i, (unsigned long long) n,
-                     (unsigned long long) sh->done[i],
-                     (unsigned long long) sh->kills[i]);
-                bad_totals++;
-            }
-        }
+        totals_wrong += bad_totals(st, sh, r, "");
         c = test_addr("0.0.0.0/0");
         if (ina_session_count(st, &c, NULL, &sessions, err,
                               sizeof(err)) != 0)
@@ -144,21 +160,7 @@ main(void)
          * are applied and removed. */
         if (ina_flush(st) != 0)
             bail("round %d: flush failed", r);
-        for (i = 0; i < WRITERS; i++) {
-            snprintf(block, sizeof(block), "10.%d.0.0/16", 10 + i);
-            c = test_addr(block);
-            if (ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n,
-                          err, sizeof(err)) != 0)
-                bail("%s", err);
-            if (n < sh->done[i] || n > sh->done[i] + sh->kills[i]) {
-                diag("round %d writer %d after the flush: total %llu, "
-                     "returned %llu, kills %llu", r, i,
-                     (unsigned long long) n,
-                     (unsigned long long) sh->done[i],
-                     (unsigned long long) sh->kills[i]);
-                bad_totals++;
-            }
-        }
+        totals_wrong += bad_totals(st, sh, r, " after the flush");
         if (test_journals(conf->store) != 0) {
             diag("round %d: %d journals of dead writers left", r,
                  test_journals(conf->store));
@@ -167,7 +169,7 @@ main(void)
         ina_store_close(st);
     }
     ok(killed >= 200, "%d writers were SIGKILLed at random moments", killed);
-    is_int(0, bad_totals,
+    is_int(0, totals_wrong,
            "every writer's total was exact after every round (returned "
            "calls, plus at most one per kill)");
     is_int(0, bad_gauges, "no session gauge outlived its writer");
