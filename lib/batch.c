@@ -73,6 +73,8 @@
 #define JOURNAL_ENTRIES 32768
 
 #define PEND_NAME "pending"
+/* Its record in the meta database. */
+#define PEND_META "pending_epoch"
 #define PEND_MAGIC 0x494e4150 /* "INAP" */
 #define PEND_VERSION 1
 /* Slots of each table: a power of two, the file at most a 16th of the
@@ -207,7 +209,6 @@ struct batch {
     struct journal_ent *ent;
     size_t maplen;
     char path[4096];
-    uint32_t seq;
     uint64_t applied;          /* own entries known applied */
     struct pend_hdr *ph;       /* the shared tables, NULL if not mapped */
     struct pslot *slots;
@@ -635,6 +636,19 @@ pset_free(struct pset *set)
     set->n = 0;
 }
 
+/* journal_applied - the tail a snapshot stores for a journal */
+
+static uint64_t
+journal_applied(struct ina_store *st, MDB_txn *txn,
+                const struct journal_hdr *hdr)
+{
+    uint8_t mkey[17];
+
+    return batch_meta_get(st, txn, mkey,
+                          batch_meta_key(mkey, hdr->pid, hdr->start,
+                                         hdr->seq));
+}
+
 /* journal_collect - add a journal's entries past its stored tail, up to
  * an epoch
  *
@@ -651,16 +665,12 @@ journal_collect(struct ina_store *st, MDB_txn *txn,
                 const struct journal_ent *ent, uint64_t upto,
                 struct pset *set, uint64_t *tailp, uint64_t *count)
 {
-    uint8_t mkey[17];
-    uint64_t applied, tail, seq, from;
+    uint64_t applied = journal_applied(st, txn, hdr), tail, seq, from;
     const struct journal_ent *e;
     const uint8_t *list;
     struct ptab *t;
     int rc = 0;
 
-    applied = batch_meta_get(st, txn, mkey,
-                             batch_meta_key(mkey, hdr->pid, hdr->start,
-                                            hdr->seq));
     tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
     *tailp = applied;
     *count = 0;
@@ -766,15 +776,16 @@ batch_open_journal(struct ina_store *st)
     struct batch *b = st->env->batch;
     size_t len = sizeof(struct journal_hdr)
                  + JOURNAL_ENTRIES * sizeof(struct journal_ent);
+    uint32_t seq;
     void *map;
     int fd;
 
     pthread_mutex_lock(&batch_lock);
-    b->seq = ++batch_seq;
+    seq = ++batch_seq;
     pthread_mutex_unlock(&batch_lock);
     snprintf(b->path, sizeof(b->path), "%s/journal.%ld.%llu.%u",
              st->conf->store, (long) st->pid,
-             (unsigned long long) st->pstart, (unsigned) b->seq);
+             (unsigned long long) st->pstart, (unsigned) seq);
     fd = open(b->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
               0660);
     if (fd < 0)
@@ -802,7 +813,7 @@ batch_open_journal(struct ina_store *st)
     b->ent = (struct journal_ent *) (b->hdr + 1);
     b->maplen = len;
     b->hdr->pid = (uint32_t) st->pid;
-    b->hdr->seq = b->seq;
+    b->hdr->seq = seq;
     b->hdr->start = st->pstart;
     b->hdr->capacity = JOURNAL_ENTRIES;
     b->hdr->tail = 0;
@@ -1122,6 +1133,19 @@ out:
     return rc;
 }
 
+/* pend_meta - read the meta record of the pending file (its instance
+ * and the epoch applied, two u64); returns mdb_get's code */
+
+static int
+pend_meta(struct ina_store *st, MDB_txn *txn, MDB_val *v)
+{
+    MDB_val k;
+
+    k.mv_data = (void *) PEND_META;
+    k.mv_size = sizeof(PEND_META) - 1;
+    return mdb_get(txn, st->env->meta, &k, v);
+}
+
 /* pend_reader - map the pending file for queries, if there is one
  *
  * With a snapshot (txn), only when the snapshot announces one: a store
@@ -1130,13 +1154,11 @@ out:
 static struct pend_hdr *
 pend_reader(struct ina_store *st, struct batch *b, MDB_txn *txn)
 {
-    MDB_val k, v;
+    MDB_val v;
 
     if (b->ph != NULL)
         return b->ph;
-    k.mv_data = (void *) "pending_epoch";
-    k.mv_size = 13;
-    if (txn != NULL && mdb_get(txn, st->env->meta, &k, &v) != 0)
+    if (txn != NULL && pend_meta(st, txn, &v) != 0)
         return NULL;
     (void) pend_map(st, b, 0);
     return b->ph;
@@ -1165,12 +1187,10 @@ pend_list(const struct batch *b, unsigned i)
 static uint64_t
 pend_applied(struct ina_store *st, MDB_txn *txn, const struct pend_hdr *ph)
 {
-    MDB_val k, v;
+    MDB_val v;
     uint64_t x[2];
 
-    k.mv_data = (void *) "pending_epoch";
-    k.mv_size = 13;
-    if (mdb_get(txn, st->env->meta, &k, &v) != 0 || v.mv_size != sizeof(x))
+    if (pend_meta(st, txn, &v) != 0 || v.mv_size != sizeof(x))
         return 0;
     memcpy(x, v.mv_data, sizeof(x));
     return x[0] == ph->instance ? x[1] : 0;
@@ -1187,8 +1207,8 @@ pend_put_applied(struct ina_store *st, MDB_txn *txn,
 
     x[0] = ph->instance;
     x[1] = epoch;
-    k.mv_data = (void *) "pending_epoch";
-    k.mv_size = 13;
+    k.mv_data = (void *) PEND_META;
+    k.mv_size = sizeof(PEND_META) - 1;
     v.mv_data = x;
     v.mv_size = sizeof(x);
     return mdb_put(txn, st->env->meta, &k, &v, 0);
@@ -1340,7 +1360,6 @@ journal_upto(const struct journal_hdr *h, const struct pend_hdr *ph,
 static int
 journals_behind(struct ina_store *st, MDB_txn *txn, struct batch *b)
 {
-    uint8_t mkey[17];
     const struct journal_hdr *h;
     size_t i;
 
@@ -1350,8 +1369,7 @@ journals_behind(struct ina_store *st, MDB_txn *txn, struct batch *b)
     for (i = 0; i < b->npeers; i++) {
         h = b->peers[i].hdr;
         if (__atomic_load_n(&h->tail, __ATOMIC_ACQUIRE)
-            > batch_meta_get(st, txn, mkey,
-                             batch_meta_key(mkey, h->pid, h->start, h->seq)))
+            > journal_applied(st, txn, h))
             return 1;
     }
     return 0;
@@ -1413,7 +1431,6 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     struct batch *b = st->env->batch;
     struct pend_hdr *ph = b->ph;
     uint64_t applied, cur, upto, count, tail, own = 0;
-    uint8_t mkey[17];
     size_t i;
     int rc = 0;
 
@@ -1441,10 +1458,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
             && !journals_behind(st, txn, b)) {
             /* What others applied of our journal, whatever the hint. */
             if (b->hdr != NULL)
-                a->own_tail = batch_meta_get(
-                    st, txn, mkey,
-                    batch_meta_key(mkey, b->hdr->pid, b->hdr->start,
-                                   b->seq));
+                a->own_tail = journal_applied(st, txn, b->hdr);
             return 0;
         }
         pend_reset(b, (cur + 1) & 1, cur + 1,
@@ -1484,10 +1498,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     if (rc == 0 && !a->drop)
         rc = pset_apply(st, txn, &b->merge);
     if (rc == 0 && own > 0)
-        rc = batch_meta_put(st, txn, mkey,
-                            batch_meta_key(mkey, b->hdr->pid, b->hdr->start,
-                                           b->seq),
-                            a->own_tail);
+        rc = journal_mark(st, txn, b->hdr, a->own_tail);
     for (i = 0; i < b->npeers && rc == 0; i++) {
         struct journal_hdr *h = b->peers[i].hdr;
 
@@ -1883,13 +1894,12 @@ int
 batch_retire(struct ina_store *st)
 {
     struct batch *b;
-    int rc = 0, i;
+    int rc = 0;
 
     pthread_mutex_lock(&st->env->block);
     b = st->env->batch;
     if (b != NULL && b->hdr != NULL) {
-        /* Two passes when a dead flusher left an epoch to finish. */
-        for (i = 0; i < 2 && rc == 0 && b->applied < b->hdr->tail; i++)
+        if (b->applied < b->hdr->tail)
             rc = batch_flush_locked(st, 1, -1);
         if (rc == 0 && b->applied == b->hdr->tail) {
             unlink(b->path);
