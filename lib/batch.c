@@ -224,32 +224,6 @@ struct batch {
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t batch_seq;
 
-/* be_put - big-endian integers into a key */
-
-static void
-be_put(uint8_t *p, uint64_t v, int bytes)
-{
-    int i;
-
-    for (i = bytes - 1; i >= 0; i--) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-/* be_get - a big-endian integer of a key */
-
-static uint64_t
-be_get(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    int i;
-
-    for (i = 0; i < bytes; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* mono_ms - a monotonic clock in milliseconds, for flush deadlines */
 
 static uint64_t

@@ -143,30 +143,6 @@ struct rd {
  * Small helpers
  * ------------------------------------------------------------------- */
 
-/* put_be, get_be - big-endian integers of 1 to 8 bytes */
-
-static void
-put_be(uint8_t *p, uint64_t v, int bytes)
-{
-    int i;
-
-    for (i = bytes - 1; i >= 0; i--) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-static uint64_t
-get_be(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    int i;
-
-    for (i = 0; i < bytes; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* keycmp - LMDB's default key order: bytes, then length */
 
 static int
@@ -580,8 +556,8 @@ encode_rows(struct buf *b, const struct change *v, size_t n)
         ab = (plen + 7) / 8;
         if (!gauge) {
             buf_u8(b, GROUP_COUNTERS);
-            buf_varint(b, get_be(h + 1, 4));
-            buf_varint(b, get_be(h + 5, 4));
+            buf_varint(b, be_get(h + 1, 4));
+            buf_varint(b, be_get(h + 5, 4));
             buf_put(b, h + 9, 2);
         } else {
             buf_u8(b, GROUP_GAUGES);
@@ -659,16 +635,16 @@ scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
 
     /* Published rows of windows no longer kept. */
     probe[0] = 'c';
-    put_be(probe + 1, width, 4);
-    put_be(probe + 5, 0, 4);
+    be_put(probe + 1, width, 4);
+    be_put(probe + 5, 0, 4);
     kb.mv_data = probe;
     kb.mv_size = sizeof(probe);
     rb = mdb_cursor_get(pc, &kb, &vb, MDB_SET_RANGE);
     while (rb == 0 && *forget < CLUSTER_EXPIRE_CHUNK
            && kb.mv_size > 1 + CKEY_HDR && kb.mv_size <= PKEY_MAX
            && ((uint8_t *) kb.mv_data)[0] == 'c'
-           && get_be((uint8_t *) kb.mv_data + 1, 4) == width
-           && get_be((uint8_t *) kb.mv_data + 5, 4) < cutoff) {
+           && be_get((uint8_t *) kb.mv_data + 1, 4) == width
+           && be_get((uint8_t *) kb.mv_data + 5, 4) < cutoff) {
         struct change *c = changes_add(ch);
 
         if (c == NULL)
@@ -684,8 +660,8 @@ scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
     if (!merge)
         return 0;
     /* The merge of the two sorted tables from window from. */
-    put_be(probe + 1, width, 4);
-    put_be(probe + 5, from, 4);
+    be_put(probe + 1, width, 4);
+    be_put(probe + 5, from, 4);
     ka.mv_data = probe + 1;
     ka.mv_size = 8;
     ra = mdb_cursor_get(cc, &ka, &va, MDB_SET_RANGE);
@@ -698,10 +674,10 @@ scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
         if (rb != 0 && rb != MDB_NOTFOUND)
             return rb;
         hava = ra == 0 && ka.mv_size > CKEY_HDR
-               && get_be(ka.mv_data, 4) == width;
+               && be_get(ka.mv_data, 4) == width;
         havb = rb == 0 && kb.mv_size > 1 + CKEY_HDR
                && ((uint8_t *) kb.mv_data)[0] == 'c'
-               && get_be((uint8_t *) kb.mv_data + 1, 4) == width;
+               && be_get((uint8_t *) kb.mv_data + 1, 4) == width;
         if (!hava && !havb)
             return 0;
         cmp = !hava ? 1 : !havb ? -1
@@ -720,7 +696,7 @@ scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
                           INA_NEVENTS, 0);
             ra = mdb_cursor_get(cc, &ka, &va, MDB_NEXT);
         } else if (cmp > 0) {
-            uint32_t win = (uint32_t) get_be((uint8_t *) kb.mv_data + 5, 4);
+            uint32_t win = (uint32_t) be_get((uint8_t *) kb.mv_data + 5, 4);
 
             rc = scan_add(ch, 'c', (uint8_t *) kb.mv_data + 1,
                           kb.mv_size - 1, NULL, b, INA_NEVENTS, win < safe);
@@ -866,8 +842,8 @@ scan_follow(struct ina_store *st, MDB_txn *txn, size_t n0, uint32_t from0,
                  * replaced, the block kept. */
                 klen = sfx[i].klen;
                 memcpy(key, sfx[i].key, klen);
-                put_be(key + 1, w, 4);
-                put_be(key + 5, win, 4);
+                be_put(key + 1, w, 4);
+                be_put(key + 5, win, 4);
                 kv.mv_data = key + 1;
                 kv.mv_size = klen - 1;
                 memset(a, 0, sizeof(a));
@@ -962,7 +938,7 @@ outbox_put(struct ina_store *st, MDB_txn *txn, uint64_t seq, int kind,
     h.kind = (uint8_t) kind;
     h.sweep_start = sweep_start;
     h.as_of = as_of;
-    put_be(key, seq, 8);
+    be_put(key, seq, 8);
     k.mv_data = key;
     k.mv_size = sizeof(key);
     v.mv_size = sizeof(h) + (data != NULL ? data->len : 0);
@@ -1249,7 +1225,7 @@ ina_cluster_outbox(struct ina_store *st, uint64_t after,
     }
     inc = store_meta_u64(txn, st->env->meta, "sync.inc");
     if ((rc = mdb_cursor_open(txn, st->env->outbox, &c)) == 0) {
-        put_be(key, after + 1, 8);
+        be_put(key, after + 1, 8);
         k.mv_data = key;
         k.mv_size = sizeof(key);
         rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
@@ -1259,7 +1235,7 @@ ina_cluster_outbox(struct ina_store *st, uint64_t after,
                 memset(&m, 0, sizeof(m));
                 m.node = st->conf->cluster_node;
                 m.inc = inc;
-                m.seq = get_be(k.mv_data, 8);
+                m.seq = be_get(k.mv_data, 8);
                 m.kind = h.kind;
                 m.as_of = h.as_of;
                 m.sweep_start = h.sweep_start;
@@ -1298,7 +1274,7 @@ sent_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     if ((rc = mdb_cursor_open(txn, st->env->outbox, &c)) != 0)
         return rc;
     rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0 && k.mv_size == 8 && get_be(k.mv_data, 8) <= a->seq) {
+    while (rc == 0 && k.mv_size == 8 && be_get(k.mv_data, 8) <= a->seq) {
         if ((rc = mdb_cursor_del(c, 0)) != 0)
             break;
         rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
@@ -1444,7 +1420,7 @@ drop_table(MDB_cursor *c, uint16_t id, uint64_t before, size_t vsize,
         const uint8_t *key = k.mv_data;
 
         if (k.mv_size > CLUSTER_ID_LEN
-            && get_be(key + k.mv_size - CLUSTER_ID_LEN, CLUSTER_ID_LEN) == id) {
+            && be_get(key + k.mv_size - CLUSTER_ID_LEN, CLUSTER_ID_LEN) == id) {
             seq = 0;
             if (v.mv_size == vsize)
                 memcpy(&seq, (uint8_t *) v.mv_data + vsize - sizeof(seq),
@@ -1596,7 +1572,7 @@ apply_rows(struct ina_store *st, struct apply_arg *a, uint16_t id,
             else
                 klen = store_skey(key, (const char *) hdr, slen,
                                   (int) family, plen, addr);
-            put_be(key + klen, id, CLUSTER_ID_LEN);
+            be_put(key + klen, id, CLUSTER_ID_LEN);
             rc = row_set(tag == GROUP_COUNTERS ? a->rows : a->gauges, key,
                          klen + CLUSTER_ID_LEN, d, nv,
                          m->kind == INA_CLUSTER_SWEEP, m->seq);
@@ -2095,17 +2071,17 @@ cluster_expire(struct ina_store *st, MDB_txn *txn, int64_t now, size_t limit,
                 rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
             continue;
         }
-        w = get_be(k.mv_data, 4);
+        w = be_get(k.mv_data, 4);
         wi = cluster_width(st, (uint32_t) w);
         cutoff = wi < 0 ? UINT32_MAX
                         : cluster_cutoff(st, (size_t) wi,
                                          (uint32_t) (now / (int64_t) w));
-        if (wi >= 0 && get_be((uint8_t *) k.mv_data + 4, 4) >= cutoff) {
+        if (wi >= 0 && be_get((uint8_t *) k.mv_data + 4, 4) >= cutoff) {
             /* The rest of this width is kept: on to the next width. */
             if (w == UINT32_MAX)
                 break;
-            put_be(probe, w + 1, 4);
-            put_be(probe + 4, 0, 4);
+            be_put(probe, w + 1, 4);
+            be_put(probe + 4, 0, 4);
             k.mv_data = probe;
             k.mv_size = sizeof(probe);
             rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);

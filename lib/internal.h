@@ -25,6 +25,30 @@
 int err_set(char *buf, size_t len, int rc, const char *fmt, ...)
     INA_PRINTF(4, 5);
 
+/* be_put, be_get - big-endian integers of 1 to 8 bytes, in keys and
+ * records */
+static inline void
+be_put(uint8_t *p, uint64_t v, int bytes)
+{
+    int i;
+
+    for (i = bytes - 1; i >= 0; i--) {
+        p[i] = (uint8_t) v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t
+be_get(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
 /* cidr.c */
 
 /* cidr_addrlen - bytes of address of a family (4 -> 4, 6 -> 16) */
