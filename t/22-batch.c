@@ -76,35 +76,44 @@ other(struct ina_store *st, const char *cidr, uint32_t a, uint32_t b)
     return n;
 }
 
-/* lose_hint - zero the applied-tail hint of the journals in dir
+/* poke_journals - write a u64 at an offset of the header of every
+ * journal in dir whose name starts with pfx; returns the journals
+ * changed, or -1
  *
- * The hint is the 8 bytes at offset 40 of a journal's header (magic,
- * version, pid, seq, start, capacity, tail, applied; lib/batch.c).
- * Returns the journals changed. */
+ * The header is magic, version, pid, seq, start, capacity, tail (u64),
+ * then the applied-tail hint at offset 40 and the "adding to epoch" mark
+ * at offset 48 (lib/batch.c). */
 
 static int
-lose_hint(const char *dir)
+poke_journals(const char *dir, const char *pfx, off_t off, uint64_t v)
 {
     char path[1024];
     struct dirent *de;
-    uint64_t zero = 0;
     DIR *d = opendir(dir);
     int n = 0, fd;
 
     if (d == NULL)
         return -1;
     while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, "journal.", 8) != 0)
+        if (strncmp(de->d_name, pfx, strlen(pfx)) != 0)
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         if ((fd = open(path, O_RDWR)) < 0)
             continue;
-        if (pwrite(fd, &zero, sizeof(zero), 40) == sizeof(zero))
+        if (pwrite(fd, &v, sizeof(v), off) == sizeof(v))
             n++;
         close(fd);
     }
     closedir(d);
     return n;
+}
+
+/* lose_hint - zero the applied-tail hint of the journals in dir */
+
+static int
+lose_hint(const char *dir)
+{
+    return poke_journals(dir, "journal.", 40, 0);
 }
 
 /* pending_epoch - the current epoch in a store's pending file (the u64
@@ -137,32 +146,16 @@ unlink_pending(const char *dir)
     return unlink(path);
 }
 
-/* set_active - write the "adding to epoch" mark of a process's journals
- * (the u64 at offset 48 of the header, after the hint) */
+/* set_active - write the "adding to epoch" mark of a process's
+ * journals */
 
 static int
 set_active(const char *dir, pid_t pid, uint64_t epoch)
 {
-    char path[1024], pfx[64];
-    struct dirent *de;
-    DIR *d = opendir(dir);
-    int n = 0, fd;
+    char pfx[64];
 
-    if (d == NULL)
-        return -1;
     snprintf(pfx, sizeof(pfx), "journal.%ld.", (long) pid);
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, pfx, strlen(pfx)) != 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if ((fd = open(path, O_RDWR)) < 0)
-            continue;
-        if (pwrite(fd, &epoch, sizeof(epoch), 48) == sizeof(epoch))
-            n++;
-        close(fd);
-    }
-    closedir(d);
-    return n;
+    return poke_journals(dir, pfx, 48, epoch);
 }
 
 /* meta_tails - journal tails stored in the store's meta database, or -1
