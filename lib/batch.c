@@ -69,8 +69,12 @@
 
 #define JOURNAL_MAGIC 0x494e414a /* "INAJ" */
 #define JOURNAL_VERSION 2
-/* Entries a journal holds; a journal that fills is flushed at once. */
-#define JOURNAL_ENTRIES 32768
+/* Entries a journal holds, a power of two with the file at most a 128th
+ * of the map; a journal that fills is flushed at once, so it holds what
+ * a worker records while an epoch is applied (at full speed, epochs of
+ * 100k events or more). */
+#define JOURNAL_ENTRIES_MIN 4096u
+#define JOURNAL_ENTRIES_MAX 131072u
 
 #define PEND_NAME "pending"
 /* Its record in the meta database. */
@@ -742,14 +746,30 @@ batch_parse_name(const char *name, uint32_t *pid, uint64_t *start,
     return 0;
 }
 
+/* journal_entries - the capacity of this process's journal on a store */
+
+static size_t
+journal_entries(const struct ina_store *st)
+{
+    size_t n = JOURNAL_ENTRIES_MIN;
+
+    while (n < JOURNAL_ENTRIES_MAX
+           && sizeof(struct journal_hdr)
+                      + 2 * n * sizeof(struct journal_ent)
+                  <= st->env->map_size / 128)
+        n *= 2;
+    return n;
+}
+
 /* batch_open_journal - create this process's journal file */
 
 static int
 batch_open_journal(struct ina_store *st)
 {
     struct batch *b = st->env->batch;
-    size_t len = sizeof(struct journal_hdr)
-                 + JOURNAL_ENTRIES * sizeof(struct journal_ent);
+    size_t cap = journal_entries(st),
+           len = sizeof(struct journal_hdr)
+                 + cap * sizeof(struct journal_ent);
     uint32_t seq;
     void *map;
     int fd;
@@ -789,7 +809,7 @@ batch_open_journal(struct ina_store *st)
     b->hdr->pid = (uint32_t) st->pid;
     b->hdr->seq = seq;
     b->hdr->start = st->pstart;
-    b->hdr->capacity = JOURNAL_ENTRIES;
+    b->hdr->capacity = cap;
     b->hdr->tail = 0;
     b->hdr->applied = 0;
     b->hdr->active = 0;
