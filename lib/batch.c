@@ -148,9 +148,21 @@ struct ptab {
  * met (a boundary falls between some entries), applied and reused when
  * more sets come than it holds. */
 #define PSET_MAX 4
+
+/* A prefix in apply order: its key as big-endian words (zero-padded, the
+ * length last), so that sorting compares integers in the order of the
+ * counter keys, and the index of its entry in a dense array. */
+struct pitem {
+    uint64_t k0, k1;
+    uint32_t k2, i;
+};
+
 struct pset {
     struct ptab t[PSET_MAX];
     size_t n;
+    struct pend *dense;        /* what an apply sorts, reused */
+    struct pitem *item;
+    size_t dcap;
 };
 
 /* The shared pending file: a header, two tables of slots, then each
@@ -425,20 +437,6 @@ ptab_add_event(struct ina_store *st, struct ptab *t, int ev, int family,
     return 0;
 }
 
-/* pend_cmp - key order of pending prefixes (the order of their counter
- * keys within one window) */
-
-static int
-pend_cmp(const void *a, const void *b)
-{
-    const struct pend *x = *(const struct pend *const *) a;
-    const struct pend *y = *(const struct pend *const *) b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
-
-    return c != 0 ? c : (int) x->klen - (int) y->klen;
-}
-
 /* batch_skipped - is a prefix's granularity dropped by degradation? */
 
 static int
@@ -457,46 +455,111 @@ batch_skipped(struct ina_store *st, int level, const uint8_t *pkey)
     return 0;
 }
 
-/* ptab_apply - add a table of pending prefixes in one transaction
- *
- * The prefixes are sorted once; then each width, in ascending order, gets
- * them in its window of the table's time, so the cursor only moves
- * forward and neighbouring keys share the descent and the copied pages. */
+/* pitem_cmp - the order of counter keys, by the items' words */
 
 static int
-ptab_apply(struct ina_store *st, MDB_txn *txn, const struct ptab *t)
+pitem_cmp(const void *a, const void *b)
 {
-    uint8_t key[CKEY_MAX];
-    struct pend **order;
+    const struct pitem *x = a, *y = b;
+
+    if (x->k0 != y->k0)
+        return x->k0 < y->k0 ? -1 : 1;
+    if (x->k1 != y->k1)
+        return x->k1 < y->k1 ? -1 : 1;
+    return x->k2 < y->k2 ? -1 : x->k2 > y->k2;
+}
+
+/* pset_reserve - room for n prefixes in a collection's apply arrays */
+
+static int
+pset_reserve(struct pset *set, size_t n)
+{
+    struct pend *d;
+    struct pitem *it;
+    size_t cap = set->dcap ? set->dcap : 1024;
+
+    if (n <= set->dcap)
+        return 0;
+    while (cap < n)
+        cap *= 2;
+    if ((d = realloc(set->dense, cap * sizeof(*d))) == NULL)
+        return ENOMEM;
+    set->dense = d;
+    if ((it = realloc(set->item, cap * sizeof(*it))) == NULL)
+        return ENOMEM;
+    set->item = it;
+    set->dcap = cap;
+    return 0;
+}
+
+/* dense_apply - add n prefixes (set->dense) in one transaction, all in
+ * the windows of one time
+ *
+ * The prefixes are sorted once, by integer words built in one pass over
+ * a dense array (sorting pointers into a hash table costs a cache miss
+ * per comparison); then each width, in ascending order, gets them in
+ * its window of that time, so the cursor only moves forward and
+ * neighbouring keys share the descent and the copied pages.  Equal keys
+ * (one prefix in two slots) are added one after the other. */
+
+static int
+dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
+            int64_t time)
+{
+    uint8_t key[CKEY_MAX], w[24];
+    const struct pend *p;
+    struct pitem *it = set->item;
     MDB_cursor *c;
-    size_t i, n = 0, wi;
+    size_t i, m = 0, wi;
     int rc = 0, level;
 
-    if (t->used == 0)
+    if (n == 0)
         return 0;
-    if ((order = malloc(t->used * sizeof(*order))) == NULL)
-        return ENOMEM;
     level = store_level(st, txn);
-    for (i = 0; i < t->used; i++)
-        if (!batch_skipped(st, level, t->tab[t->slot[i]].key))
-            order[n++] = &t->tab[t->slot[i]];
-    qsort(order, n, sizeof(*order), pend_cmp);
-    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0) {
-        free(order);
-        return rc;
+    for (i = 0; i < n; i++) {
+        p = &set->dense[i];
+        if (batch_skipped(st, level, p->key))
+            continue;
+        memset(w, 0, sizeof(w));
+        memcpy(w, p->key, p->klen);
+        it[m].k0 = be_get(w, 8);
+        it[m].k1 = be_get(w + 8, 8);
+        it[m].k2 = (uint32_t) be_get(w + 16, 2) << 16 | p->klen;
+        it[m++].i = (uint32_t) i;
     }
+    qsort(it, m, sizeof(*it), pitem_cmp);
+    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
+        return rc;
     for (wi = 0; wi < st->nwidths && rc == 0; wi++) {
         /* The width and window that head every key of this pass. */
         be_put(key, st->widths[wi].width, 4);
-        be_put(key + 4, (uint64_t) (t->time / st->widths[wi].width), 4);
-        for (i = 0; i < n && rc == 0; i++) {
-            memcpy(key + 8, order[i]->key, order[i]->klen);
-            rc = store_add_counts(c, key, 8 + order[i]->klen, order[i]->d);
+        be_put(key + 4, (uint64_t) (time / st->widths[wi].width), 4);
+        for (i = 0; i < m && rc == 0; i++) {
+            p = &set->dense[it[i].i];
+            memcpy(key + 8, p->key, p->klen);
+            rc = store_add_counts(c, key, 8 + p->klen, p->d);
         }
     }
     mdb_cursor_close(c);
-    free(order);
     return rc;
+}
+
+/* ptab_apply - add a table of a collection in one transaction */
+
+static int
+ptab_apply(struct ina_store *st, MDB_txn *txn, struct pset *set,
+           const struct ptab *t)
+{
+    size_t i;
+    int rc;
+
+    if (t->used == 0)
+        return 0;
+    if ((rc = pset_reserve(set, t->used)) != 0)
+        return rc;
+    for (i = 0; i < t->used; i++)
+        set->dense[i] = t->tab[t->slot[i]];
+    return dense_apply(st, txn, set, t->used, t->time);
 }
 
 /* batch_meta_get - a journal's applied tail from the meta database */
@@ -570,7 +633,7 @@ pset_table(struct ina_store *st, MDB_txn *txn, struct pset *set,
         set->n++;
     if (i == PSET_MAX) {
         i = 0;
-        if ((rc = ptab_apply(st, txn, &set->t[0])) != 0)
+        if ((rc = ptab_apply(st, txn, set, &set->t[0])) != 0)
             return rc;
         ptab_clear(&set->t[0]);
     }
@@ -583,13 +646,13 @@ pset_table(struct ina_store *st, MDB_txn *txn, struct pset *set,
 /* pset_apply - apply every table of a collection */
 
 static int
-pset_apply(struct ina_store *st, MDB_txn *txn, const struct pset *set)
+pset_apply(struct ina_store *st, MDB_txn *txn, struct pset *set)
 {
     size_t i;
     int rc = 0;
 
     for (i = 0; i < set->n && rc == 0; i++)
-        rc = ptab_apply(st, txn, &set->t[i]);
+        rc = ptab_apply(st, txn, set, &set->t[i]);
     return rc;
 }
 
@@ -612,6 +675,11 @@ pset_free(struct pset *set)
     for (i = 0; i < PSET_MAX; i++)
         ptab_free(&set->t[i]);
     set->n = 0;
+    free(set->dense);
+    free(set->item);
+    set->dense = NULL;
+    set->item = NULL;
+    set->dcap = 0;
 }
 
 /* journal_applied - the tail a snapshot stores for a journal */
