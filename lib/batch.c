@@ -24,11 +24,14 @@
  * adds, never both, never neither.  A table is cleared only by a later
  * flush, under a sequence count that makes a query reading it retry.
  *
- * The tables are for reading; the journals are the truth.  Each process
- * appends an event, tagged with its epoch, to its own journal (a ring in
- * a file, journal.PID.START.SEQ) before it adds the event to the table.
- * A flush applies the entries of every journal up to the old epoch, from
- * the journals, and stores each journal's new tail with E.  So a process
+ * The journals are the truth.  Each process appends an event, tagged
+ * with its epoch, to its own journal (a ring in a file,
+ * journal.PID.START.SEQ) before it adds the event to the table.  A flush
+ * takes every journal's entries up to the old epoch and stores each
+ * journal's new tail with E.  It applies them from the epoch's table,
+ * merged by key already, when the table sums to what those entries add;
+ * else (a writer died between its entry and its adds) it re-expands the
+ * entries themselves.  So a process
  * killed mid-call loses nothing whose call returned and adds at most the
  * call it was in (the table may show part of that one call until its
  * epoch is applied); a flusher killed before its commit leaves an epoch
@@ -97,6 +100,8 @@
 #define CLAIM_SPINS 256
 /* A flusher flag older than this is taken over. */
 #define FLUSHER_STALE_MS 5000
+/* flush_collect: the epoch's table does not hold all of its entries. */
+#define FLUSH_JOURNALS (-1)
 
 /* The journal file: a header, then a ring of entries.  Entry seq (from 1)
  * lives in slot (seq - 1) % capacity.  tail is written with release
@@ -233,6 +238,8 @@ struct batch {
     uint64_t snap_txn;         /* the last snapshot whose applied epoch */
     uint64_t snap_epoch;       /* ... was read, and that epoch */
     struct pset merge;         /* a flush's tables */
+    uint64_t *seen;            /* a bit per slot, for pend_gather */
+    uint64_t seen_slots;
     struct peer *peers;        /* the other processes' journals */
     size_t npeers, peercap;
 };
@@ -1477,6 +1484,190 @@ struct flush_arg {
     int unfinished;            /* out: it finished an earlier one's epoch */
 };
 
+/* journal_epoch - a journal's entries of one epoch past its stored tail
+ *
+ * For a flush that applies the epoch from its table: *tailp gets the
+ * tail after them, *count how many they are, and sums what they added to
+ * the table (n at every granularity of the family, as the record path
+ * adds it).  Returns FLUSH_JOURNALS if an entry of an earlier epoch is
+ * among them (no table holds it) or a sum would saturate. */
+
+static int
+journal_epoch(struct ina_store *st, MDB_txn *txn,
+              const struct journal_hdr *hdr, const struct journal_ent *ent,
+              uint64_t upto, uint64_t *tailp, uint64_t *count,
+              uint64_t *sums)
+{
+    uint64_t applied = journal_applied(st, txn, hdr), tail, seq, from, add;
+    const struct journal_ent *e;
+    const uint8_t *list;
+
+    tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
+    *tailp = applied;
+    *count = 0;
+    if (tail <= applied)
+        return 0;
+    from = tail - applied > hdr->capacity ? tail - hdr->capacity : applied;
+    for (seq = from + 1; seq <= tail; seq++) {
+        e = &ent[(seq - 1) % hdr->capacity];
+        if (e->epoch > upto)
+            break;
+        if (e->epoch < upto)
+            return FLUSH_JOURNALS;
+        *tailp = seq;
+        if (e->ev >= INA_NEVENTS || (e->family != 4 && e->family != 6))
+            continue;
+        if (__builtin_mul_overflow(e->n,
+                                   (uint64_t) store_prefixes(st->conf,
+                                                             e->family,
+                                                             &list),
+                                   &add)
+            || __builtin_add_overflow(sums[e->ev], add, &sums[e->ev]))
+            return FLUSH_JOURNALS;
+    }
+    *count = *tailp - from;
+    return 0;
+}
+
+/* pend_gather - copy an epoch's table into a collection's dense array
+ *
+ * After flush_wait no writer adds to it.  Each claimed slot is taken
+ * once: the claim list may name a slot twice, or one never claimed, and
+ * past the list's end every slot is read.  The counts must sum to sums,
+ * what the journals say the epoch added; else FLUSH_JOURNALS. */
+
+static int
+pend_gather(struct batch *b, unsigned ti, struct pset *set,
+            const uint64_t *sums, size_t *np)
+{
+    const struct pslot *tab = pend_table(b, ti), *s;
+    const uint32_t *list = pend_list(b, ti);
+    uint64_t slots = b->ph->slots, got[INA_NEVENTS] = { 0 }, j, k, m, v;
+    uint64_t used = __atomic_load_n(&b->ph->tab[ti].used, __ATOMIC_ACQUIRE);
+    int whole = used >= slots, e, rc;
+    struct pend *p;
+    size_t n = 0;
+
+    m = whole ? slots : used;
+    if ((rc = pset_reserve(set, (size_t) m)) != 0)
+        return rc;
+    if (!whole && b->seen_slots != slots) {
+        free(b->seen);
+        if ((b->seen = calloc(slots / 64, sizeof(*b->seen))) == NULL) {
+            b->seen_slots = 0;
+            return ENOMEM;
+        }
+        b->seen_slots = slots;
+    }
+    for (j = 0; j < m; j++) {
+        k = whole ? j : __atomic_load_n(&list[j], __ATOMIC_RELAXED)
+                            & (slots - 1);
+        if (!whole) {
+            if (b->seen[k / 64] & (1ull << (k % 64)))
+                continue;
+            b->seen[k / 64] |= 1ull << (k % 64);
+        }
+        s = &tab[k];
+        if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 2)
+            continue;
+        if (s->klen < 2 || s->klen > PKEY_MAX) {
+            rc = FLUSH_JOURNALS;
+            break;
+        }
+        p = &set->dense[n++];
+        p->klen = s->klen;
+        memcpy(p->key, s->key, s->klen);
+        for (e = 0; e < INA_NEVENTS; e++) {
+            v = __atomic_load_n(&s->d[e], __ATOMIC_RELAXED);
+            p->d[e] = v;
+            if (__builtin_add_overflow(got[e], v, &got[e]))
+                rc = FLUSH_JOURNALS;
+        }
+    }
+    if (!whole)
+        for (j = 0; j < m; j++) {
+            k = __atomic_load_n(&list[j], __ATOMIC_RELAXED) & (slots - 1);
+            b->seen[k / 64] &= ~(1ull << (k % 64));
+        }
+    for (e = 0; rc == 0 && e < INA_NEVENTS; e++)
+        if (got[e] != sums[e])
+            rc = FLUSH_JOURNALS;
+    *np = n;
+    return rc;
+}
+
+/* flush_collect - collect and apply every journal's entries up to an
+ * epoch
+ *
+ * bytable: from the epoch's table, which merged them by key across the
+ * processes as they were recorded; the journals' entries of the epoch
+ * then only give each journal's new tail and what the table must sum
+ * to.  The table falls short when a writer died between its journal
+ * entry and its table adds, when an add found no slot, or when a
+ * process expands events with another configuration; and an entry of an
+ * earlier epoch left in a journal is in no table.  Then this returns
+ * FLUSH_JOURNALS, and the caller collects again from the journals
+ * (bytable 0), re-expanding every entry with this handle's
+ * configuration: the journals are the truth.  Journals of another
+ * pending file are always collected whole. */
+
+static int
+flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
+              uint64_t upto, int bytable, struct flush_arg *a,
+              uint64_t *own)
+{
+    uint64_t sums[INA_NEVENTS] = { 0 }, count, *tailp;
+    const struct journal_hdr *h;
+    const struct journal_ent *ent;
+    size_t i, n = 0;
+    int rc = 0;
+
+    a->events = 0;
+    *own = 0;
+    /* Our own journal first (i == npeers), then the peers'. */
+    for (i = 0; i <= b->npeers && rc == 0; i++) {
+        if (i == b->npeers) {
+            if ((h = b->hdr) == NULL)
+                break;
+            ent = b->ent;
+            tailp = &a->own_tail;
+        } else {
+            /* A journal whose file is gone may have lost its stored
+             * tail to a sweep (batch_forget_tails): applying it again
+             * would count it twice.  Inside the writer lock no sweep
+             * runs, and a file that is here now was here for every
+             * sweep before. */
+            if (!peer_present(st, &b->peers[i])) {
+                b->peers[i].tail = 0;
+                continue;
+            }
+            h = b->peers[i].hdr;
+            ent = (const struct journal_ent *) (h + 1);
+            tailp = &b->peers[i].tail;
+        }
+        if (bytable && h->instance == b->ph->instance)
+            rc = journal_epoch(st, txn, h, ent, upto, tailp, &count, sums);
+        else
+            rc = journal_collect(st, txn, h, ent,
+                                 journal_upto(h, b->ph, upto), &b->merge,
+                                 tailp, &count);
+        if (i == b->npeers)
+            *own = count;
+        else if (count == 0)
+            b->peers[i].tail = 0;
+        a->events += count;
+    }
+    if (rc == 0 && bytable)
+        rc = pend_gather(b, (unsigned) (upto & 1), &b->merge, sums, &n);
+    if (rc == 0 && !a->drop && n > 0)
+        rc = dense_apply(st, txn, &b->merge, n,
+                         __atomic_load_n(&b->ph->tab[upto & 1].time,
+                                         __ATOMIC_RELAXED));
+    if (rc == 0 && !a->drop)
+        rc = pset_apply(st, txn, &b->merge);
+    return rc;
+}
+
 /* flush_txn - apply every journal's entries up to the previous epoch
  *
  * In the flush's write transaction, so one at a time.  If the previous
@@ -1492,7 +1683,7 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     struct flush_arg *a = argp;
     struct batch *b = st->env->batch;
     struct pend_hdr *ph = b->ph;
-    uint64_t applied, cur, upto, count, tail, own = 0;
+    uint64_t applied, cur, upto, tail, own = 0;
     size_t i;
     int rc = 0;
 
@@ -1532,33 +1723,11 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     peers_scan(st, b);
     if ((rc = flush_wait(b, upto)) != 0)
         return rc;
-    if (b->hdr != NULL) {
-        rc = journal_collect(st, txn, b->hdr, b->ent,
-                             journal_upto(b->hdr, ph, upto), &b->merge,
-                             &a->own_tail, &count);
-        own = count;
+    rc = flush_collect(st, txn, b, upto, 1, a, &own);
+    if (rc == FLUSH_JOURNALS) {
+        pset_clear(&b->merge);
+        rc = flush_collect(st, txn, b, upto, 0, a, &own);
     }
-    for (i = 0; i < b->npeers && rc == 0; i++) {
-        /* A journal whose file is gone may have lost its stored tail to
-         * a sweep (batch_forget_tails): applying it again would count
-         * it twice.  Inside the writer lock no sweep runs, and a file
-         * that is here now was here for every sweep before. */
-        if (!peer_present(st, &b->peers[i])) {
-            b->peers[i].tail = 0;
-            continue;
-        }
-        rc = journal_collect(st, txn, b->peers[i].hdr,
-                             (const struct journal_ent *) (b->peers[i].hdr
-                                                           + 1),
-                             journal_upto(b->peers[i].hdr, ph, upto),
-                             &b->merge, &b->peers[i].tail, &count);
-        if (count == 0)
-            b->peers[i].tail = 0;
-        a->events += count;
-    }
-    a->events += own;
-    if (rc == 0 && !a->drop)
-        rc = pset_apply(st, txn, &b->merge);
     if (rc == 0 && own > 0)
         rc = journal_mark(st, txn, b->hdr, a->own_tail);
     for (i = 0; i < b->npeers && rc == 0; i++) {
@@ -1944,6 +2113,7 @@ batch_forget(struct env *e)
     peers_drop(b, 1);
     free(b->peers);
     pset_free(&b->merge);
+    free(b->seen);
     free(b);
     e->batch = NULL;
 }
