@@ -166,6 +166,7 @@ struct pset {
     struct ptab t[PSET_MAX];
     size_t n;
     struct pend *dense;        /* what an apply sorts, reused */
+    struct pend *sorted;       /* ... and the same in order */
     struct pitem *item;
     size_t dcap;
 };
@@ -492,6 +493,9 @@ pset_reserve(struct pset *set, size_t n)
     if ((d = realloc(set->dense, cap * sizeof(*d))) == NULL)
         return ENOMEM;
     set->dense = d;
+    if ((d = realloc(set->sorted, cap * sizeof(*d))) == NULL)
+        return ENOMEM;
+    set->sorted = d;
     if ((it = realloc(set->item, cap * sizeof(*it))) == NULL)
         return ENOMEM;
     set->item = it;
@@ -535,6 +539,9 @@ dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
         it[m++].i = (uint32_t) i;
     }
     qsort(it, m, sizeof(*it), pitem_cmp);
+    /* In sorted order, once, so that the passes read it in sequence. */
+    for (i = 0; i < m; i++)
+        set->sorted[i] = set->dense[it[i].i];
     if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
         return rc;
     for (wi = 0; wi < st->nwidths && rc == 0; wi++) {
@@ -542,7 +549,7 @@ dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
         be_put(key, st->widths[wi].width, 4);
         be_put(key + 4, (uint64_t) (time / st->widths[wi].width), 4);
         for (i = 0; i < m && rc == 0; i++) {
-            p = &set->dense[it[i].i];
+            p = &set->sorted[i];
             memcpy(key + 8, p->key, p->klen);
             rc = store_add_counts(c, key, 8 + p->klen, p->d);
         }
@@ -683,8 +690,10 @@ pset_free(struct pset *set)
         ptab_free(&set->t[i]);
     set->n = 0;
     free(set->dense);
+    free(set->sorted);
     free(set->item);
     set->dense = NULL;
+    set->sorted = NULL;
     set->item = NULL;
     set->dcap = 0;
 }
