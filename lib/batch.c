@@ -248,14 +248,17 @@ struct batch {
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t batch_seq;
 
-/* mono_ms - a monotonic clock in milliseconds, for flush deadlines */
+/* mono_ms - a monotonic clock in milliseconds, for flush deadlines
+ *
+ * The coarse clock, to the kernel's tick (a few ms): every record reads
+ * it, and it costs a third of CLOCK_MONOTONIC's 30 ns here. */
 
 static uint64_t
 mono_ms(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
