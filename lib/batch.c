@@ -1608,6 +1608,36 @@ pend_gather(struct batch *b, unsigned ti, struct pset *set,
     return rc;
 }
 
+/* flush_journal - journal i of a flush: the peers', then our own (i ==
+ * npeers); returns 0 for one to leave out
+ *
+ * A journal whose file is gone may have lost its stored tail to a sweep
+ * (batch_forget_tails): applying it again would count it twice.  Inside
+ * the writer lock no sweep runs, and a file that is here now was here
+ * for every sweep before. */
+
+static int
+flush_journal(struct ina_store *st, struct batch *b, size_t i,
+              struct flush_arg *a, const struct journal_hdr **h,
+              const struct journal_ent **ent, uint64_t **tailp)
+{
+    if (i == b->npeers) {
+        if ((*h = b->hdr) == NULL)
+            return 0;
+        *ent = b->ent;
+        *tailp = &a->own_tail;
+        return 1;
+    }
+    if (!peer_present(st, &b->peers[i])) {
+        b->peers[i].tail = 0;
+        return 0;
+    }
+    *h = b->peers[i].hdr;
+    *ent = (const struct journal_ent *) (*h + 1);
+    *tailp = &b->peers[i].tail;
+    return 1;
+}
+
 /* flush_collect - collect and apply every journal's entries up to an
  * epoch
  *
@@ -1618,10 +1648,10 @@ pend_gather(struct batch *b, unsigned ti, struct pset *set,
  * entry and its table adds, when an add found no slot, or when a
  * process expands events with another configuration; and an entry of an
  * earlier epoch left in a journal is in no table.  Then this returns
- * FLUSH_JOURNALS, and the caller collects again from the journals
- * (bytable 0), re-expanding every entry with this handle's
- * configuration: the journals are the truth.  Journals of another
- * pending file are always collected whole. */
+ * FLUSH_JOURNALS before anything is applied, and the caller collects
+ * again from the journals (bytable 0), re-expanding every entry with
+ * this handle's configuration: the journals are the truth.  Journals of
+ * another pending file are always collected whole, after the check. */
 
 static int
 flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
@@ -1632,49 +1662,39 @@ flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
     const struct journal_hdr *h;
     const struct journal_ent *ent;
     size_t i, n = 0;
-    int rc = 0;
+    int rc = 0, pass, mine;
 
     a->events = 0;
     *own = 0;
-    /* Our own journal first (i == npeers), then the peers'. */
-    for (i = 0; i <= b->npeers && rc == 0; i++) {
-        if (i == b->npeers) {
-            if ((h = b->hdr) == NULL)
-                break;
-            ent = b->ent;
-            tailp = &a->own_tail;
-        } else {
-            /* A journal whose file is gone may have lost its stored
-             * tail to a sweep (batch_forget_tails): applying it again
-             * would count it twice.  Inside the writer lock no sweep
-             * runs, and a file that is here now was here for every
-             * sweep before. */
-            if (!peer_present(st, &b->peers[i])) {
-                b->peers[i].tail = 0;
+    /* Pass 0 takes the journals the table holds, pass 1 the rest. */
+    for (pass = bytable ? 0 : 1; pass < 2 && rc == 0; pass++) {
+        for (i = 0; i <= b->npeers && rc == 0; i++) {
+            if (!flush_journal(st, b, i, a, &h, &ent, &tailp))
                 continue;
-            }
-            h = b->peers[i].hdr;
-            ent = (const struct journal_ent *) (h + 1);
-            tailp = &b->peers[i].tail;
+            mine = bytable && h->instance == b->ph->instance;
+            if (mine != (pass == 0))
+                continue;
+            if (mine)
+                rc = journal_epoch(st, txn, h, ent, upto, tailp, &count,
+                                   sums);
+            else
+                rc = journal_collect(st, txn, h, ent,
+                                     journal_upto(h, b->ph, upto),
+                                     &b->merge, tailp, &count);
+            if (i == b->npeers)
+                *own = count;
+            else if (count == 0)
+                b->peers[i].tail = 0;
+            a->events += count;
         }
-        if (bytable && h->instance == b->ph->instance)
-            rc = journal_epoch(st, txn, h, ent, upto, tailp, &count, sums);
-        else
-            rc = journal_collect(st, txn, h, ent,
-                                 journal_upto(h, b->ph, upto), &b->merge,
-                                 tailp, &count);
-        if (i == b->npeers)
-            *own = count;
-        else if (count == 0)
-            b->peers[i].tail = 0;
-        a->events += count;
+        if (rc == 0 && pass == 0)
+            rc = pend_gather(b, (unsigned) (upto & 1), &b->merge, sums, &n);
+        /* Applied now: pass 1 may use the dense array (pset_table). */
+        if (rc == 0 && pass == 0 && !a->drop && n > 0)
+            rc = dense_apply(st, txn, &b->merge, n,
+                             __atomic_load_n(&b->ph->tab[upto & 1].time,
+                                             __ATOMIC_RELAXED));
     }
-    if (rc == 0 && bytable)
-        rc = pend_gather(b, (unsigned) (upto & 1), &b->merge, sums, &n);
-    if (rc == 0 && !a->drop && n > 0)
-        rc = dense_apply(st, txn, &b->merge, n,
-                         __atomic_load_n(&b->ph->tab[upto & 1].time,
-                                         __ATOMIC_RELAXED));
     if (rc == 0 && !a->drop)
         rc = pset_apply(st, txn, &b->merge);
     return rc;
