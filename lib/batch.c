@@ -241,6 +241,7 @@ struct batch {
     struct pset merge;         /* a flush's tables */
     uint64_t *seen;            /* a bit per slot, for pend_gather */
     uint64_t seen_slots;
+    uint64_t journals_ms;      /* when a flush last logged a fallback */
     struct peer *peers;        /* the other processes' journals */
     size_t npeers, peercap;
 };
@@ -1757,6 +1758,17 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         return rc;
     rc = flush_collect(st, txn, b, upto, 1, a, &own);
     if (rc == FLUSH_JOURNALS) {
+        /* Once a minute at most: processes that count other
+         * granularities disagree with the table at every flush. */
+        if (b->journals_ms == 0 || mono_ms() - b->journals_ms >= 60000) {
+            b->journals_ms = mono_ms();
+            store_log(st, INA_LOG_NOTICE,
+                      "store %s: epoch %llu applied from the journals: "
+                      "its pending table disagrees with them (a process "
+                      "killed inside a record, or processes counting "
+                      "other granularities)",
+                      st->conf->store, (unsigned long long) upto);
+        }
         pset_clear(&b->merge);
         rc = flush_collect(st, txn, b, upto, 0, a, &own);
     }

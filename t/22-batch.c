@@ -292,6 +292,18 @@ tree(const struct ina_conf *conf, const char *host)
     return WEXITSTATUS(status);
 }
 
+/* notes - the store's log: how many messages said "from the journals" */
+
+static int fallbacks;
+
+static void
+notes(void *arg, int prio, const char *msg)
+{
+    (void) arg;
+    if (prio == INA_LOG_NOTICE && strstr(msg, "from the journals") != NULL)
+        fallbacks++;
+}
+
 /* rec - record n single connections from addr */
 
 static int
@@ -538,6 +550,7 @@ main(void)
      * a table that holds more than the journals. */
     a = test_open(conf);
     ina_store_set_clock(a, test_clock, &now);
+    ina_store_set_log(a, notes, NULL);
     ok(rec(a, "100.64.0.40", 4) == 0, "A records 4, pending");
     is_int(2, pending_adjust(conf->store, -4),
            "the table loses them (its /32 and /24 slots)");
@@ -545,11 +558,13 @@ main(void)
             "queries see what the table holds until the flush");
     is_int(0, ina_flush(a), "a flush");
     is_uint(4, tree(conf, "100.64.0.40"), "the tree has the journal's 4");
+    is_int(1, fallbacks, "and the flush says so in the log");
     is_uint(4, q(a, "100.64.0.0/24", 0, 0), "in the /24 as well");
     ok(rec(a, "100.64.0.41", 3) == 0, "A records 3, pending");
     is_int(2, pending_adjust(conf->store, 5), "the table gains 5");
     is_int(0, ina_flush(a), "a flush");
     is_uint(3, tree(conf, "100.64.0.41"), "the tree has the journal's 3");
+    is_int(1, fallbacks, "not again within the minute");
     is_uint(7, q(a, "100.64.0.0/24", 0, 0), "and the /24 all 7, once");
     ina_store_close(a);
 
