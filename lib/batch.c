@@ -1812,8 +1812,12 @@ flusher_claim(struct pend_hdr *ph, uint64_t me)
 {
     uint64_t cur = 0, now = mono_ms();
 
-    if (__atomic_compare_exchange_n(&ph->flusher, &cur, me, 0,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    /* Looked at before any compare-and-swap: while one process flushes,
+     * every record of the others finds the flush due, and a failing
+     * compare-and-swap still takes the cache line from the flusher. */
+    if ((cur = __atomic_load_n(&ph->flusher, __ATOMIC_ACQUIRE)) == 0
+        && __atomic_compare_exchange_n(&ph->flusher, &cur, me, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&ph->flusher_ms, now, __ATOMIC_RELAXED);
         return 1;
     }
