@@ -225,6 +225,37 @@ env_fix_mode(const char *dir, const char *name, const char *group)
     (void) env_chgrp(path, group);
 }
 
+/* env_key_cmp - the order of keys in the counter databases: memcmp's
+ * (bytes as unsigned, a key before the longer keys it begins), which is
+ * LMDB's default, so the store reads the same with mdb_dump(1) or any
+ * program that does not set it
+ *
+ * Set on the databases every query and flush descends, because LMDB
+ * calls it some thirty times per lookup and the default goes through
+ * memcmp() for keys of 14 to 26 bytes: eight bytes at a time here. */
+
+static int
+env_key_cmp(const MDB_val *a, const MDB_val *b)
+{
+    const uint8_t *x = a->mv_data, *y = b->mv_data;
+    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size, i = 0;
+    uint64_t u, v;
+
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        if (u != v) {
+            u = __builtin_bswap64(u);
+            v = __builtin_bswap64(v);
+            return u < v ? -1 : 1;
+        }
+    }
+    for (; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+}
+
 /* env_open_dbis - open the named databases and check the format
  *
  * DBIs must be opened in a transaction that commits, so that every later
@@ -276,6 +307,7 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
         }
     }
     if ((rc = mdb_dbi_open(txn, "counts", cflag, &e->counts)) != 0
+        || (rc = mdb_set_compare(txn, e->counts, env_key_cmp)) != 0
         || (rc = mdb_dbi_open(txn, "sessions", cflag, &e->sessions)) != 0
         || (rc = mdb_dbi_open(txn, "owners", cflag, &e->owners)) != 0)
         goto fail;
@@ -287,6 +319,7 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
     e->has_cluster = 0;
     rc = mdb_dbi_open(txn, "cluster", cflag, &e->cluster);
     if (rc == 0
+        && (rc = mdb_set_compare(txn, e->cluster, env_key_cmp)) == 0
         && (rc = mdb_dbi_open(txn, "csessions", cflag, &e->csessions)) == 0
         && (rc = mdb_dbi_open(txn, "published", cflag, &e->published)) == 0
         && (rc = mdb_dbi_open(txn, "outbox", cflag, &e->outbox)) == 0
