@@ -1490,6 +1490,7 @@ flush_wait(struct batch *b, uint64_t upto)
 struct flush_arg {
     int drop;                  /* mark applied without counting (map full) */
     int64_t time;              /* the next epoch's clock, or -1: now */
+    uint64_t seen;             /* the epoch a record found full, or 0 */
     uint64_t upto;             /* out: the epoch applied */
     uint64_t own_tail;         /* out: our journal's tail applied */
     uint64_t events;           /* out: entries applied */
@@ -1701,6 +1702,30 @@ flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
     return rc;
 }
 
+/* flush_moved_on - does a record that found the epoch full (its journal
+ * or table, or other windows) find room in the epoch another flush has
+ * made since? */
+
+static int
+flush_moved_on(struct ina_store *st, MDB_txn *txn, struct batch *b,
+               struct flush_arg *a)
+{
+    const struct pend_hdr *ph = b->ph;
+    const struct pend_tab *t = &ph->tab[ph->epoch & 1];
+    uint64_t own = b->hdr != NULL ? journal_applied(st, txn, b->hdr) : 0;
+
+    if (b->hdr != NULL && b->hdr->tail - own >= b->hdr->capacity)
+        return 0;
+    if (a->time >= 0
+        && !same_windows(st, a->time, __atomic_load_n(&t->time,
+                                                      __ATOMIC_RELAXED)))
+        return 0;
+    if (__atomic_load_n(&t->used, __ATOMIC_RELAXED) >= ph->slots / 2)
+        return 0;
+    a->own_tail = own;
+    return 1;
+}
+
 /* flush_txn - apply every journal's entries up to the previous epoch
  *
  * In the flush's write transaction, so one at a time.  If the previous
@@ -1729,6 +1754,12 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     a->upto = applied;
     if (applied >= cur)
         return EINVAL; /* no flush of this file can store that */
+    if (applied + 1 >= cur && a->seen != 0 && cur != a->seen
+        && flush_moved_on(st, txn, b, a)) {
+        /* Another flush made a new epoch while this record waited for
+         * the writer lock, and it has what it needed. */
+        return 0;
+    }
     if (applied + 1 < cur) {
         upto = cur - 1;
         a->unfinished = 1;
@@ -1840,12 +1871,15 @@ flusher_claim(struct pend_hdr *ph, uint64_t me)
  * force: wait for the writer lock (a record that needs the next epoch,
  * ina_flush(), a range query); else only if no other process is starting
  * one.  time is the clock of a record that needs the next epoch (-1:
- * none; an empty epoch is then left as it is).  A map too full even for the coarsest granularity
- * loses the epoch's events, counted as dropped; nothing else fails the
- * caller's record. */
+ * none; an empty epoch is then left as it is), and seen the epoch it
+ * found full (0: none): if another flush has made a new one with room
+ * for it meanwhile, there is nothing more to do.  A map too full even
+ * for the coarsest granularity loses the epoch's events, counted as
+ * dropped; nothing else fails the caller's record. */
 
 static int
-batch_flush_locked(struct ina_store *st, int force, int64_t time)
+batch_flush_locked(struct ina_store *st, int force, int64_t time,
+                   uint64_t seen)
 {
     struct batch *b = st->env->batch;
     struct flush_arg a;
@@ -1863,6 +1897,7 @@ batch_flush_locked(struct ina_store *st, int force, int64_t time)
         return 0;
     memset(&a, 0, sizeof(a));
     a.time = time;
+    a.seen = seen;
     rc = store_write(st, flush_txn, &a);
     /* A flush asked for applies the current epoch too. */
     if (rc == 0 && force && a.unfinished)
@@ -1911,7 +1946,7 @@ batch_flush(struct ina_store *st)
     if (batch_get(st) == NULL)
         rc = ENOMEM;
     else
-        rc = batch_flush_locked(st, 1, -1);
+        rc = batch_flush_locked(st, 1, -1, 0);
     pthread_mutex_unlock(&st->env->block);
     return rc;
 }
@@ -1981,7 +2016,7 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
                    >= ph->slots / 2) {
             if (tries >= 3)
                 return EAGAIN;
-            if ((rc = batch_flush_locked(st, 1, now)) != 0)
+            if ((rc = batch_flush_locked(st, 1, now, cur)) != 0)
                 return rc;
             continue;
         }
@@ -2009,7 +2044,7 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
                                            __ATOMIC_RELAXED);
     }
     if (batch_is_due(st, ph))
-        return batch_flush_locked(st, 0, -1);
+        return batch_flush_locked(st, 0, -1, 0);
     return 0;
 }
 
@@ -2039,7 +2074,7 @@ batch_due(struct ina_store *st)
         || (st->flags & INA_STORE_RDONLY) || !batch_is_due(st, b->ph))
         return 0;
     pthread_mutex_lock(&st->env->block);
-    rc = batch_flush_locked(st, 0, -1);
+    rc = batch_flush_locked(st, 0, -1, 0);
     pthread_mutex_unlock(&st->env->block);
     return rc;
 }
@@ -2180,7 +2215,7 @@ batch_retire(struct ina_store *st)
     b = st->env->batch;
     if (b != NULL && b->hdr != NULL) {
         if (b->applied < b->hdr->tail)
-            rc = batch_flush_locked(st, 1, -1);
+            rc = batch_flush_locked(st, 1, -1, 0);
         if (rc == 0 && b->applied == b->hdr->tail) {
             unlink(b->path);
             munmap(b->hdr, b->maplen);
