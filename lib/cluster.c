@@ -143,18 +143,6 @@ struct rd {
  * Small helpers
  * ------------------------------------------------------------------- */
 
-/* keycmp - LMDB's default key order: bytes, then length */
-
-static int
-keycmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-
-    if (c != 0)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
 /* sub_delta - b - a as a signed delta, saturated */
 
 static int64_t
@@ -681,7 +669,7 @@ scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
         if (!hava && !havb)
             return 0;
         cmp = !hava ? 1 : !havb ? -1
-                    : keycmp(ka.mv_data, ka.mv_size,
+                    : key_cmp(ka.mv_data, ka.mv_size,
                              (uint8_t *) kb.mv_data + 1, kb.mv_size - 1);
         if (hava && va.mv_size == CVAL_SIZE)
             memcpy(a, va.mv_data, CVAL_SIZE);
@@ -737,7 +725,7 @@ scan_gauges(MDB_cursor *sc, MDB_cursor *pc, struct changes *ch)
         if (!hava && !havb)
             return 0;
         cmp = !hava ? 1 : !havb ? -1
-                    : keycmp(ka.mv_data, ka.mv_size,
+                    : key_cmp(ka.mv_data, ka.mv_size,
                              (uint8_t *) kb.mv_data + 1, kb.mv_size - 1);
         a = b = 0;
         if (hava && va.mv_size == sizeof(a))
@@ -768,7 +756,7 @@ change_cmp(const void *a, const void *b)
 {
     const struct change *x = a, *y = b;
 
-    return keycmp(x->key, x->klen, y->key, y->klen);
+    return key_cmp(x->key, x->klen, y->key, y->klen);
 }
 
 /* A published counter key whose block is followed into wider widths. */
@@ -785,7 +773,7 @@ follow_cmp(const void *a, const void *b)
 {
     const struct follow *x = a, *y = b;
 
-    return keycmp(x->key + 9, (size_t) x->klen - 9, y->key + 9,
+    return key_cmp(x->key + 9, (size_t) x->klen - 9, y->key + 9,
                   (size_t) y->klen - 9);
 }
 
@@ -1051,7 +1039,7 @@ sweep_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         k.mv_data = pos;
         k.mv_size = plen;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc == 0 && keycmp(k.mv_data, k.mv_size, pos, plen) == 0)
+        if (rc == 0 && key_cmp(k.mv_data, k.mv_size, pos, plen) == 0)
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     while (rc == 0 && ch.n < CLUSTER_SWEEP_ROWS) {

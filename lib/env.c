@@ -225,35 +225,12 @@ env_fix_mode(const char *dir, const char *name, const char *group)
     (void) env_chgrp(path, group);
 }
 
-/* env_key_cmp - the order of keys in the counter databases: memcmp's
- * (bytes as unsigned, a key before the longer keys it begins), which is
- * LMDB's default, so the store reads the same with mdb_dump(1) or any
- * program that does not set it
- *
- * Set on the databases every query and flush descends, because LMDB
- * calls it some thirty times per lookup and the default goes through
- * memcmp() for keys of 14 to 26 bytes: eight bytes at a time here. */
+/* env_key_cmp - the counter databases' LMDB comparison (key_cmp) */
 
 static int
 env_key_cmp(const MDB_val *a, const MDB_val *b)
 {
-    const uint8_t *x = a->mv_data, *y = b->mv_data;
-    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size, i = 0;
-    uint64_t u, v;
-
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&u, x + i, 8);
-        memcpy(&v, y + i, 8);
-        if (u != v) {
-            u = __builtin_bswap64(u);
-            v = __builtin_bswap64(v);
-            return u < v ? -1 : 1;
-        }
-    }
-    for (; i < n; i++)
-        if (x[i] != y[i])
-            return x[i] < y[i] ? -1 : 1;
-    return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+    return key_cmp(a->mv_data, a->mv_size, b->mv_data, b->mv_size);
 }
 
 /* env_open_dbis - open the named databases and check the format
