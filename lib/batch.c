@@ -715,26 +715,33 @@ journal_applied(struct ina_store *st, MDB_txn *txn,
                                          hdr->seq));
 }
 
-/* journal_collect - add a journal's entries past its stored tail, up to
- * an epoch
+/* journal_collect - a journal's entries past its stored tail, up to an
+ * epoch
  *
- * The entries are re-expanded with this handle's configuration; those of
- * later epochs (still in the current table) are left.  *tailp gets the
- * tail collected to (entries up to the journal's tail are whole: the
- * owner advances it with release order after writing each), *count the
- * entries added.  The caller stores the tail (journal_mark) in the
- * transaction that applies the collection. */
+ * With a collection (set), the entries are re-expanded into it with this
+ * handle's configuration.  Without one (a flush applying the epoch upto
+ * from its table), they are only summed into sums: what the record path
+ * added to the table (n at every granularity of the family); then
+ * FLUSH_JOURNALS if an entry of an earlier epoch is among them (no table
+ * holds it) or a sum would saturate.  Entries of later epochs (still in
+ * the current table) are left.  *tailp gets the tail collected to
+ * (entries up to the journal's tail are whole: the owner advances it
+ * with release order after writing each), *count the entries taken.
+ * The caller stores the tail (journal_mark) in the transaction that
+ * applies them. */
 
 static int
 journal_collect(struct ina_store *st, MDB_txn *txn,
                 const struct journal_hdr *hdr,
                 const struct journal_ent *ent, uint64_t upto,
-                struct pset *set, uint64_t *tailp, uint64_t *count)
+                struct pset *set, uint64_t *sums, uint64_t *tailp,
+                uint64_t *count)
 {
-    uint64_t applied = journal_applied(st, txn, hdr), tail, seq, from;
+    uint64_t applied = journal_applied(st, txn, hdr), tail, seq, from, add;
     const struct journal_ent *e;
     const uint8_t *list;
     struct ptab *t;
+    size_t np;
     int rc = 0;
 
     tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
@@ -749,13 +756,21 @@ journal_collect(struct ina_store *st, MDB_txn *txn,
         e = &ent[(seq - 1) % hdr->capacity];
         if (e->epoch > upto)
             break;
+        if (set == NULL && e->epoch < upto)
+            return FLUSH_JOURNALS;
         *tailp = seq;
         if (e->ev >= INA_NEVENTS || (e->family != 4 && e->family != 6))
             continue;
-        if (store_prefixes(st->conf, e->family, &list) == 0)
-            continue;
-        if ((rc = pset_table(st, txn, set, (int64_t) e->time, &t)) == 0)
+        np = store_prefixes(st->conf, e->family, &list);
+        if (set == NULL) {
+            if (__builtin_mul_overflow(e->n, (uint64_t) np, &add)
+                || __builtin_add_overflow(sums[e->ev], add, &sums[e->ev]))
+                return FLUSH_JOURNALS;
+        } else if (np > 0
+                   && (rc = pset_table(st, txn, set, (int64_t) e->time,
+                                       &t)) == 0) {
             rc = ptab_add_event(st, t, e->ev, e->family, e->addr, e->n);
+        }
     }
     if (rc == 0)
         *count = *tailp - from;
@@ -792,7 +807,8 @@ batch_replay(struct ina_store *st, MDB_txn *txn,
     int rc;
 
     memset(&set, 0, sizeof(set));
-    rc = journal_collect(st, txn, hdr, ent, upto, &set, &tail, &count);
+    rc = journal_collect(st, txn, hdr, ent, upto, &set, NULL, &tail,
+                         &count);
     if (rc == 0 && count > 0 && (rc = pset_apply(st, txn, &set)) == 0)
         rc = journal_mark(st, txn, hdr, tail);
     pset_free(&set);
@@ -1498,51 +1514,6 @@ struct flush_arg {
     int unfinished;            /* out: it finished an earlier one's epoch */
 };
 
-/* journal_epoch - a journal's entries of one epoch past its stored tail
- *
- * For a flush that applies the epoch from its table: *tailp gets the
- * tail after them, *count how many they are, and sums what they added to
- * the table (n at every granularity of the family, as the record path
- * adds it).  Returns FLUSH_JOURNALS if an entry of an earlier epoch is
- * among them (no table holds it) or a sum would saturate. */
-
-static int
-journal_epoch(struct ina_store *st, MDB_txn *txn,
-              const struct journal_hdr *hdr, const struct journal_ent *ent,
-              uint64_t upto, uint64_t *tailp, uint64_t *count,
-              uint64_t *sums)
-{
-    uint64_t applied = journal_applied(st, txn, hdr), tail, seq, from, add;
-    const struct journal_ent *e;
-    const uint8_t *list;
-
-    tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
-    *tailp = applied;
-    *count = 0;
-    if (tail <= applied)
-        return 0;
-    from = tail - applied > hdr->capacity ? tail - hdr->capacity : applied;
-    for (seq = from + 1; seq <= tail; seq++) {
-        e = &ent[(seq - 1) % hdr->capacity];
-        if (e->epoch > upto)
-            break;
-        if (e->epoch < upto)
-            return FLUSH_JOURNALS;
-        *tailp = seq;
-        if (e->ev >= INA_NEVENTS || (e->family != 4 && e->family != 6))
-            continue;
-        if (__builtin_mul_overflow(e->n,
-                                   (uint64_t) store_prefixes(st->conf,
-                                                             e->family,
-                                                             &list),
-                                   &add)
-            || __builtin_add_overflow(sums[e->ev], add, &sums[e->ev]))
-            return FLUSH_JOURNALS;
-    }
-    *count = *tailp - from;
-    return 0;
-}
-
 /* pend_gather - copy an epoch's table into a collection's dense array
  *
  * After flush_wait no writer adds to it.  Each claimed slot is taken
@@ -1676,13 +1647,10 @@ flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
             mine = bytable && h->instance == b->ph->instance;
             if (mine != (pass == 0))
                 continue;
-            if (mine)
-                rc = journal_epoch(st, txn, h, ent, upto, tailp, &count,
-                                   sums);
-            else
-                rc = journal_collect(st, txn, h, ent,
-                                     journal_upto(h, b->ph, upto),
-                                     &b->merge, tailp, &count);
+            rc = journal_collect(st, txn, h, ent,
+                                 journal_upto(h, b->ph, upto),
+                                 mine ? NULL : &b->merge, sums, tailp,
+                                 &count);
             if (i == b->npeers)
                 *own = count;
             else if (count == 0)
