@@ -1660,7 +1660,7 @@ flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
         if (rc == 0 && pass == 0)
             rc = pend_gather(b, (unsigned) (upto & 1), &b->merge, sums, &n);
         /* Applied now: pass 1 may use the dense array (pset_table). */
-        if (rc == 0 && pass == 0 && !a->drop && n > 0)
+        if (rc == 0 && pass == 0 && !a->drop)
             rc = dense_apply(st, txn, &b->merge, n,
                              __atomic_load_n(&b->ph->tab[upto & 1].time,
                                              __ATOMIC_RELAXED));
@@ -1670,25 +1670,31 @@ flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
     return rc;
 }
 
-/* flush_moved_on - does a record that found the epoch full (its journal
- * or table, or other windows) find room in the epoch another flush has
- * made since? */
+/* epoch_full - does a record at time now need the epoch after table
+ * t's: other windows than the table's, its journal full (applied: its
+ * entries known applied), or the table half full? */
+
+static int
+epoch_full(const struct ina_store *st, const struct batch *b,
+           const struct pend_tab *t, int64_t now, uint64_t applied)
+{
+    return !same_windows(st, now, __atomic_load_n(&t->time,
+                                                  __ATOMIC_RELAXED))
+           || (b->hdr != NULL && b->hdr->tail - applied >= b->hdr->capacity)
+           || __atomic_load_n(&t->used, __ATOMIC_RELAXED)
+                  >= b->ph->slots / 2;
+}
+
+/* flush_moved_on - does a record that found its epoch full find room in
+ * the epoch another flush has made since? */
 
 static int
 flush_moved_on(struct ina_store *st, MDB_txn *txn, struct batch *b,
                struct flush_arg *a)
 {
-    const struct pend_hdr *ph = b->ph;
-    const struct pend_tab *t = &ph->tab[ph->epoch & 1];
     uint64_t own = b->hdr != NULL ? journal_applied(st, txn, b->hdr) : 0;
 
-    if (b->hdr != NULL && b->hdr->tail - own >= b->hdr->capacity)
-        return 0;
-    if (a->time >= 0
-        && !same_windows(st, a->time, __atomic_load_n(&t->time,
-                                                      __ATOMIC_RELAXED)))
-        return 0;
-    if (__atomic_load_n(&t->used, __ATOMIC_RELAXED) >= ph->slots / 2)
+    if (epoch_full(st, b, &b->ph->tab[b->ph->epoch & 1], a->time, own))
         return 0;
     a->own_tail = own;
     return 1;
@@ -1975,13 +1981,7 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
         hint = __atomic_load_n(&b->hdr->applied, __ATOMIC_ACQUIRE);
         if (hint > b->applied)
             b->applied = hint;
-        /* The next epoch is needed: this event's windows are not the
-         * table's, or our journal or the table is full. */
-        if (!same_windows(st, now, __atomic_load_n(&t->time,
-                                                   __ATOMIC_RELAXED))
-            || b->hdr->tail - b->applied >= b->hdr->capacity
-            || __atomic_load_n(&t->used, __ATOMIC_RELAXED)
-                   >= ph->slots / 2) {
+        if (epoch_full(st, b, t, now, b->applied)) {
             if (tries >= 3)
                 return EAGAIN;
             if ((rc = batch_flush_locked(st, 1, now, cur)) != 0)
