@@ -400,14 +400,6 @@ ptab_slot(struct ptab *t, const uint8_t *key, size_t klen,
     return 0;
 }
 
-/* sat_add - a + b, saturating */
-
-static uint64_t
-sat_add(uint64_t a, uint64_t b)
-{
-    return UINT64_MAX - a < b ? UINT64_MAX : a + b;
-}
-
 /* event_keys - the prefix keys an event counts under: one per
  * granularity of its family, each 2 + address length bytes; returns how
  * many */

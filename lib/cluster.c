@@ -159,7 +159,7 @@ static uint64_t
 add_delta(uint64_t v, int64_t d)
 {
     if (d >= 0)
-        return UINT64_MAX - v < (uint64_t) d ? UINT64_MAX : v + (uint64_t) d;
+        return sat_add(v, (uint64_t) d);
     return (uint64_t) -(d + 1) + 1 >= v ? 0 : v - ((uint64_t) -(d + 1) + 1);
 }
 
@@ -2020,7 +2020,7 @@ cluster_sum(MDB_cursor *cur, const uint8_t *pfx, size_t pfxlen,
             break;
         if (v.mv_size >= (field + 2) * sizeof(x)) {
             memcpy(&x, (uint8_t *) v.mv_data + field * sizeof(x), sizeof(x));
-            *sum = UINT64_MAX - *sum < x ? UINT64_MAX : *sum + x;
+            *sum = sat_add(*sum, x);
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }

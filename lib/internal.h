@@ -50,6 +50,13 @@ be_get(const uint8_t *p, int bytes)
     return v;
 }
 
+/* sat_add - a + b, saturating: counts stop at UINT64_MAX, never wrap */
+static inline uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+    return UINT64_MAX - a < b ? UINT64_MAX : a + b;
+}
+
 /* key_cmp - LMDB's default key order: bytes as unsigned, and a key
  * before the longer keys it begins
  *

@@ -297,8 +297,7 @@ store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
     if (delta < 0)
         value = (uint64_t) -delta >= value ? 0 : value - (uint64_t) -delta;
     else
-        value = UINT64_MAX - value < (uint64_t) delta ? UINT64_MAX
-                                                      : value + (uint64_t) delta;
+        value = sat_add(value, (uint64_t) delta);
     if (result != NULL)
         *result = value;
     if (value == 0)
@@ -332,7 +331,7 @@ store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
     else
         return rc == 0 ? MDB_CORRUPTED : rc;
     for (e = 0; e < INA_NEVENTS; e++)
-        val[e] = UINT64_MAX - val[e] < d[e] ? UINT64_MAX : val[e] + d[e];
+        val[e] = sat_add(val[e], d[e]);
     v.mv_data = val;
     v.mv_size = CVAL_SIZE;
     return mdb_cursor_put(cur, &k, &v, rc == 0 ? MDB_CURRENT : 0);
@@ -1136,7 +1135,7 @@ store_sum(MDB_cursor *c, const uint8_t *pfx, size_t pfxlen,
             break;
         if (v.mv_size >= (field + 1) * sizeof(x)) {
             memcpy(&x, (uint8_t *) v.mv_data + field * sizeof(x), sizeof(x));
-            *sum = UINT64_MAX - *sum < x ? UINT64_MAX : *sum + x;
+            *sum = sat_add(*sum, x);
         }
         if (exact)
             break;
@@ -1250,7 +1249,7 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
             if (rc == 0 && gran == block->plen
                 && (rc = batch_pending(st, txn, pfx, klen, (int) ev,
                                        &x)) == 0)
-                sum = UINT64_MAX - sum < x ? UINT64_MAX : sum + x;
+                sum = sat_add(sum, x);
         }
         if (rc != EAGAIN || tries >= STORE_RETRIES)
             break;
