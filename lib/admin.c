@@ -614,6 +614,7 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
 {
     struct ina_counter ctr;
     struct ina_gauge g;
+    MDB_cursor *sc;
     MDB_txn *txn;
     MDB_val k, v;
     int rc;
@@ -633,14 +634,14 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
             goto out;
         rc = mdb_cursor_get(st->rcur[0], &k, &v, MDB_NEXT);
     }
-    if (rc != MDB_NOTFOUND)
+    if (rc != MDB_NOTFOUND || (rc = store_read_sessions(st, &sc)) != 0)
         goto out;
-    rc = mdb_cursor_get(st->rcur[1], &k, &v, MDB_FIRST);
+    rc = mdb_cursor_get(sc, &k, &v, MDB_FIRST);
     while (rc == 0) {
         if (w->gauge != NULL && admin_decode_gauge(&k, &v, &g) == 0
             && (rc = w->gauge(w->arg, &g)) != 0)
             goto out;
-        rc = mdb_cursor_get(st->rcur[1], &k, &v, MDB_NEXT);
+        rc = mdb_cursor_get(sc, &k, &v, MDB_NEXT);
     }
     if (rc == MDB_NOTFOUND)
         rc = 0;

@@ -181,6 +181,7 @@ struct ina_store {
     pthread_mutex_t lock;   /* one call at a time on a handle */
     MDB_txn *rtxn;          /* cached read transaction, kept reset */
     MDB_cursor *rcur[2];    /* its cursors: counts, sessions */
+    int rcur1_live;         /* rcur[1] renewed for the current snapshot */
     ina_clock_fn clock;
     void *clock_arg;
     ina_log_fn log;
@@ -203,6 +204,7 @@ int store_enter(struct ina_store *st);
 void store_leave(struct ina_store *st);
 int store_write(struct ina_store *st, store_txn_fn fn, void *arg);
 int store_read_begin(struct ina_store *st, MDB_txn **txn);
+int store_read_sessions(struct ina_store *st, MDB_cursor **cur);
 void store_read_end(struct ina_store *st);
 size_t store_ckey(uint8_t *key, uint32_t width, uint32_t win, int family,
                   unsigned plen, const uint8_t *addr);

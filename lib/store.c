@@ -412,9 +412,8 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
             rc = mdb_txn_renew(st->rtxn);
             if (rc == 0) {
                 rc = mdb_cursor_renew(st->rtxn, st->rcur[0]);
-                if (rc == 0)
-                    rc = mdb_cursor_renew(st->rtxn, st->rcur[1]);
                 if (rc == 0) {
+                    st->rcur1_live = 0;
                     *txn = st->rtxn;
                     return 0;
                 }
@@ -427,6 +426,7 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
                                           &st->rcur[0])) == 0
                     && (rc = mdb_cursor_open(st->rtxn, st->env->sessions,
                                              &st->rcur[1])) == 0) {
+                    st->rcur1_live = 1;
                     *txn = st->rtxn;
                     return 0;
                 }
@@ -443,6 +443,27 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
             return rc;
     }
     return rc;
+}
+
+/* store_read_sessions - the sessions cursor of the current snapshot
+ *
+ * Renewed on first use only: renewing a cursor of a named database looks
+ * its record up in the main database (LMDB marks every named database
+ * stale in a renewed transaction), a lookup a counter query does not
+ * need. */
+
+int
+store_read_sessions(struct ina_store *st, MDB_cursor **cur)
+{
+    int rc;
+
+    if (!st->rcur1_live) {
+        if ((rc = mdb_cursor_renew(st->rtxn, st->rcur[1])) != 0)
+            return rc;
+        st->rcur1_live = 1;
+    }
+    *cur = st->rcur[1];
+    return 0;
 }
 
 /* store_read_end - release the snapshot, keeping the handles */
@@ -1285,7 +1306,7 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
     unsigned gran, alen;
     size_t slen, pfxlen;
     uint64_t sum = 0;
-    MDB_cursor *cc;
+    MDB_cursor *cc, *sc;
     MDB_txn *txn;
     int rc, cluster;
 
@@ -1322,8 +1343,9 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
     if ((rc = store_enter(st)) != 0)
         return err_set(errbuf, errlen, rc, "store %s: %s", st->conf->store,
                        ina_strerror(rc));
-    if ((rc = store_read_begin(st, &txn)) == 0) {
-        rc = store_sum(st->rcur[1], pfx, pfxlen, lo, hi, alen,
+    if ((rc = store_read_begin(st, &txn)) == 0
+        && (rc = store_read_sessions(st, &sc)) == 0) {
+        rc = store_sum(sc, pfx, pfxlen, lo, hi, alen,
                        gran == block->plen, 0, &sum);
         if (rc == 0 && cluster && (rc = cluster_cursor(st, txn, 1, &cc)) == 0
             && cc != NULL) {
