@@ -309,9 +309,11 @@ store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
 
 /* store_add_counts - add deltas to the counts of one counter key
  *
- * Positions cur at key and updates the value in place (same size, so
- * LMDB overwrites it on the copied page) or inserts it.  Sums saturate
- * rather than wrap. */
+ * One search either way: MDB_NOOVERWRITE inserts a new key with the
+ * deltas as its counts, or leaves the cursor on the existing key with
+ * data pointing at its value (MDB_KEYEXIST); the sum then overwrites the
+ * value in place (same size, on the page the put already copied).  Sums
+ * saturate rather than wrap. */
 
 int
 store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
@@ -323,18 +325,19 @@ store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
 
     k.mv_data = (void *) key;
     k.mv_size = klen;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-    if (rc == 0 && v.mv_size == CVAL_SIZE)
-        memcpy(val, v.mv_data, CVAL_SIZE);
-    else if (rc == MDB_NOTFOUND)
-        memset(val, 0, sizeof(val));
-    else
-        return rc == 0 ? MDB_CORRUPTED : rc;
+    memcpy(val, d, sizeof(val));
+    v.mv_data = val;
+    v.mv_size = CVAL_SIZE;
+    if ((rc = mdb_cursor_put(cur, &k, &v, MDB_NOOVERWRITE)) != MDB_KEYEXIST)
+        return rc;
+    if (v.mv_size != CVAL_SIZE)
+        return MDB_CORRUPTED;
+    memcpy(val, v.mv_data, CVAL_SIZE);
     for (e = 0; e < INA_NEVENTS; e++)
         val[e] = sat_add(val[e], d[e]);
     v.mv_data = val;
     v.mv_size = CVAL_SIZE;
-    return mdb_cursor_put(cur, &k, &v, rc == 0 ? MDB_CURRENT : 0);
+    return mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
 }
 
 /* store_enter - take the handle for one call
