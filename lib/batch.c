@@ -1323,9 +1323,10 @@ pslot_add(uint64_t *d, uint64_t n)
 
 static int
 pend_add(struct pend_tab *t, struct pslot *tab, uint32_t *list,
-         uint64_t slots, const uint8_t *key, size_t klen, int ev, uint64_t n)
+         uint64_t slots, size_t i, const uint8_t *key, size_t klen, int ev,
+         uint64_t n)
 {
-    size_t i = (size_t) pkey_hash(key, klen) & (slots - 1), probes;
+    size_t probes;
     struct pslot *s;
     uint32_t state, spins;
     uint64_t idx;
@@ -1397,11 +1398,20 @@ pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
 {
     uint8_t keys[INA_MAX_PREFIXES][PKEY_MAX];
     size_t np = event_keys(st, family, host, keys), pi;
+    size_t klen = 2 + cidr_addrlen(family), at[INA_MAX_PREFIXES];
+    struct pslot *tab = pend_table(b, ti);
+    uint64_t slots = b->ph->slots;
 
+    /* The slots are far apart in a large table: ask for all of them
+     * (a slot is one cache line; to write) before the first add, so that
+     * their cache misses overlap rather than follow one another. */
+    for (pi = 0; pi < np; pi++) {
+        at[pi] = (size_t) pkey_hash(keys[pi], klen) & (slots - 1);
+        __builtin_prefetch(&tab[at[pi]], 1, 3);
+    }
     for (pi = 0; pi < np; pi++)
-        (void) pend_add(&b->ph->tab[ti], pend_table(b, ti),
-                        pend_list(b, ti), b->ph->slots, keys[pi],
-                        2 + cidr_addrlen(family), ev, n);
+        (void) pend_add(&b->ph->tab[ti], tab, pend_list(b, ti), slots,
+                        at[pi], keys[pi], klen, ev, n);
 }
 
 /* pend_reset - make table i ready for an epoch (under the writer lock)
