@@ -154,14 +154,6 @@ struct ptab {
  * more sets come than it holds. */
 #define PSET_MAX 4
 
-/* A prefix in apply order: its key as big-endian words (zero-padded, the
- * length last), so that sorting compares integers in the order of the
- * counter keys, and the index of its entry in a dense array. */
-struct pitem {
-    uint64_t k0, k1;
-    uint32_t k2, i;
-};
-
 struct pset {
     struct ptab t[PSET_MAX];
     size_t n;
@@ -459,18 +451,138 @@ batch_skipped(struct ina_store *st, int level, const uint8_t *pkey)
     return 0;
 }
 
-/* pitem_cmp - the order of counter keys, by the items' words */
+/* pitem_less - the order of counter keys, by the items' words */
 
-static int
-pitem_cmp(const void *a, const void *b)
+static inline int
+pitem_less(const struct pitem *x, const struct pitem *y)
 {
-    const struct pitem *x = a, *y = b;
-
     if (x->k0 != y->k0)
-        return x->k0 < y->k0 ? -1 : 1;
+        return x->k0 < y->k0;
     if (x->k1 != y->k1)
-        return x->k1 < y->k1 ? -1 : 1;
-    return x->k2 < y->k2 ? -1 : x->k2 > y->k2;
+        return x->k1 < y->k1;
+    return x->k2 < y->k2;
+}
+
+static void
+pitem_swap(struct pitem *x, struct pitem *y)
+{
+    struct pitem t = *x;
+
+    *x = *y;
+    *y = t;
+}
+
+/* pitem_insertion - insertion sort, for short runs */
+
+static void
+pitem_insertion(struct pitem *a, size_t n)
+{
+    size_t i, j;
+    struct pitem t;
+
+    for (i = 1; i < n; i++) {
+        t = a[i];
+        for (j = i; j > 0 && pitem_less(&t, &a[j - 1]); j--)
+            a[j] = a[j - 1];
+        a[j] = t;
+    }
+}
+
+/* pitem_sift, pitem_heapsort - the fallback that bounds the worst case */
+
+static void
+pitem_sift(struct pitem *a, size_t root, size_t n)
+{
+    size_t child;
+
+    while ((child = 2 * root + 1) < n) {
+        if (child + 1 < n && pitem_less(&a[child], &a[child + 1]))
+            child++;
+        if (!pitem_less(&a[root], &a[child]))
+            return;
+        pitem_swap(&a[root], &a[child]);
+        root = child;
+    }
+}
+
+static void
+pitem_heapsort(struct pitem *a, size_t n)
+{
+    size_t i;
+
+    for (i = n / 2; i-- > 0;)
+        pitem_sift(a, i, n);
+    for (i = n; i-- > 1;) {
+        pitem_swap(&a[0], &a[i]);
+        pitem_sift(a, 0, i);
+    }
+}
+
+/* pitem_intro - quicksort on the median of three, recursing into the
+ * smaller part; heapsort once depth runs out */
+
+static void
+pitem_intro(struct pitem *a, size_t n, unsigned depth)
+{
+    struct pitem p;
+    size_t i, j, m;
+
+    while (n > 16) {
+        if (depth-- == 0) {
+            pitem_heapsort(a, n);
+            return;
+        }
+        /* a[0] <= a[m] <= a[n - 1]: the scans below stop at the ends. */
+        m = n / 2;
+        if (pitem_less(&a[m], &a[0]))
+            pitem_swap(&a[m], &a[0]);
+        if (pitem_less(&a[n - 1], &a[m])) {
+            pitem_swap(&a[n - 1], &a[m]);
+            if (pitem_less(&a[m], &a[0]))
+                pitem_swap(&a[m], &a[0]);
+        }
+        p = a[m];
+        i = 0;
+        j = n - 1;
+        for (;;) {
+            while (pitem_less(&a[i], &p))
+                i++;
+            while (pitem_less(&p, &a[j]))
+                j--;
+            if (i >= j)
+                break;
+            pitem_swap(&a[i], &a[j]);
+            i++;
+            j--;
+        }
+        /* a[0..j] <= p <= a[j + 1..n - 1], both parts non-empty. */
+        if (j + 1 < n - j - 1) {
+            pitem_intro(a, j + 1, depth);
+            a += j + 1;
+            n -= j + 1;
+        } else {
+            pitem_intro(a + j + 1, n - j - 1, depth);
+            n = j + 1;
+        }
+    }
+    pitem_insertion(a, n);
+}
+
+/* pitem_sort - sort prefixes into the order of their counter keys
+ *
+ * An introsort with the comparison inlined: qsort's merge sort through a
+ * comparison function cost 2.5 times as much on a flush's 100k-300k
+ * items. */
+
+void
+pitem_sort(struct pitem *a, size_t n)
+{
+    unsigned depth = 0;
+    size_t m;
+
+    for (m = n; m > 1; m >>= 1)
+        depth += 2;
+    pitem_intro(a, n, depth);
 }
 
 /* pset_reserve - room for n prefixes in a collection's apply arrays */
@@ -534,7 +646,7 @@ dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
         it[m].k2 = (uint32_t) be_get(w + 16, 2) << 16 | p->klen;
         it[m++].i = (uint32_t) i;
     }
-    qsort(it, m, sizeof(*it), pitem_cmp);
+    pitem_sort(it, m);
     /* In sorted order, once, so that the passes read it in sequence. */
     for (i = 0; i < m; i++)
         set->sorted[i] = set->dense[it[i].i];

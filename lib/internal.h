@@ -259,6 +259,16 @@ int session_alive(pid_t pid, uint64_t start);
 
 struct batch;
 
+/* A prefix in apply order: its key as big-endian words (zero-padded, the
+ * length last), so that sorting compares integers in the order of the
+ * counter keys, and the index of its entry in a dense array. */
+struct pitem {
+    uint64_t k0, k1;
+    uint32_t k2, i;
+};
+
+void pitem_sort(struct pitem *a, size_t n);
+
 int batch_record(struct ina_store *st, enum ina_event ev,
                  const struct ina_cidr *addr, uint64_t n);
 int batch_flush(struct ina_store *st);

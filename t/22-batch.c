@@ -29,6 +29,7 @@
 
 #include "tap/basic.h"
 #include "tap/inatest.h"
+#include "internal.h"
 
 #define T0 1700002800
 
@@ -318,6 +319,72 @@ rec(struct ina_store *st, const char *addr, int n)
     return 0;
 }
 
+/* pitem_order - qsort's reference order of apply items */
+
+static int
+pitem_order(const void *a, const void *b)
+{
+    const struct pitem *x = a, *y = b;
+
+    if (x->k0 != y->k0)
+        return x->k0 < y->k0 ? -1 : 1;
+    if (x->k1 != y->k1)
+        return x->k1 < y->k1 ? -1 : 1;
+    return x->k2 < y->k2 ? -1 : x->k2 > y->k2;
+}
+
+/* sort_check - pitem_sort against qsort on inputs of every shape: random
+ * (with ties in the first words, as IPv6 keys of one /48 have), sorted,
+ * reversed, all equal, few distinct; every length up to 40, then large */
+
+static void
+sort_check(void)
+{
+    static const size_t big[] = { 1000, 100000 };
+    size_t n, i, sizes[42], nsizes = 0, bad = 0, runs = 0;
+    struct pitem *a, *r;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int shape;
+
+    for (n = 0; n <= 40; n++)
+        sizes[nsizes++] = n;
+    a = malloc(100000 * sizeof(*a));
+    r = malloc(100000 * sizeof(*r));
+    if (a == NULL || r == NULL)
+        sysbail("malloc");
+    for (i = 0; i < nsizes + 2; i++) {
+        n = i < nsizes ? sizes[i] : big[i - nsizes];
+        for (shape = 0; shape < 5; shape++) {
+            size_t j;
+
+            for (j = 0; j < n; j++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                a[j].k0 = shape == 0 ? x & 0xffffffffff000f0full
+                        : shape == 1 ? j
+                        : shape == 2 ? n - j
+                        : shape == 3 ? 7 : x % 3;
+                a[j].k1 = shape == 0 ? x >> 60 : 0;
+                a[j].k2 = shape == 0 ? (uint32_t) (x >> 32) & 3u
+                        : shape == 4 ? (uint32_t) (x >> 40) % 3u : 0;
+                a[j].i = (uint32_t) j;
+            }
+            memcpy(r, a, n * sizeof(*a));
+            qsort(r, n, sizeof(*r), pitem_order);
+            pitem_sort(a, n);
+            for (j = 0; j < n; j++)
+                if (pitem_order(&a[j], &r[j]) != 0)
+                    break;
+            bad += j < n;
+            runs++;
+        }
+    }
+    is_uint(0, bad, "pitem_sort orders %zu inputs as qsort does", runs);
+    free(a);
+    free(r);
+}
+
 int
 main(void)
 {
@@ -329,6 +396,7 @@ main(void)
     char c;
 
     plan_lazy();
+    sort_check();
     conf = test_conf("store", "flush_delay = 1000\n"
                               "monitors = {\"60,10\"}\n"
                               "ipv4_prefixes = {32, 24}\n"
