@@ -182,6 +182,13 @@ struct ina_store {
     MDB_txn *rtxn;          /* cached read transaction, kept reset */
     MDB_cursor *rcur[2];    /* its cursors: counts, sessions */
     int rcur1_live;         /* rcur[1] renewed for the current snapshot */
+    /* The last point lookup in the counts: its snapshot (0: none), key
+     * and value.  A policy asks for the three events of one key in a
+     * row, and a snapshot never changes. */
+    uint64_t pt_txn;
+    size_t pt_klen;
+    uint8_t pt_key[CKEY_MAX];
+    uint64_t pt_val[INA_NEVENTS];
     ina_clock_fn clock;
     void *clock_arg;
     ina_log_fn log;

@@ -361,6 +361,7 @@ store_enter(struct ina_store *st)
         free(st->rtxn);
         st->rtxn = NULL;
         st->rcur[0] = st->rcur[1] = NULL;
+        st->pt_txn = 0;
         pthread_mutex_init(&st->lock, NULL);
         st->pid = env_pid();
         st->pstart = session_proc_start(st->pid);
@@ -395,6 +396,7 @@ store_drop_rtxn(struct ina_store *st)
         mdb_txn_abort(st->rtxn);
     st->rtxn = NULL;
     st->rcur[0] = st->rcur[1] = NULL;
+    st->pt_txn = 0;
 }
 
 /* store_read_begin - a read snapshot, from the cached transaction
@@ -1168,6 +1170,40 @@ store_sum(MDB_cursor *c, const uint8_t *pfx, size_t pfxlen,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* store_point - the value of one counter key in the read snapshot
+ *
+ * From the handle's last lookup when it was of the same key in the same
+ * snapshot (LMDB numbers every commit, and a snapshot's contents never
+ * change), else from the tree; a key not there counts zero. */
+
+static int
+store_point(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
+            size_t klen, const uint64_t **val)
+{
+    uint64_t id = (uint64_t) mdb_txn_id(txn);
+    MDB_val k, v;
+    int rc;
+
+    *val = st->pt_val;
+    if (id != 0 && st->pt_txn == id && st->pt_klen == klen
+        && memcmp(st->pt_key, key, klen) == 0)
+        return 0;
+    st->pt_txn = 0;
+    k.mv_data = (void *) key;
+    k.mv_size = klen;
+    memset(st->pt_val, 0, sizeof(st->pt_val));
+    rc = mdb_cursor_get(st->rcur[0], &k, &v, MDB_SET_KEY);
+    if (rc == 0)
+        memcpy(st->pt_val, v.mv_data,
+               v.mv_size < CVAL_SIZE ? v.mv_size : CVAL_SIZE);
+    else if (rc != MDB_NOTFOUND)
+        return rc;
+    st->pt_txn = id;
+    st->pt_klen = klen;
+    memcpy(st->pt_key, key, klen);
+    return 0;
+}
+
 /* store_sum_cluster - the cluster table's part of a query
  *
  * The other nodes' rows of block lo .. hi at granularity gran, in
@@ -1266,14 +1302,18 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
         for (i = startv; i <= endv && i <= cur && rc == 0; i++) {
             size_t klen = store_ckey(pfx, mon->width, cur - i,
                                      block->family, gran, lo);
+            const uint64_t *val;
             uint64_t x;
 
-            rc = store_sum(st->rcur[0], pfx, CKEY_HDR, lo, hi, alen,
-                           gran == block->plen, (size_t) ev, &sum);
-            if (rc == 0 && gran == block->plen
-                && (rc = batch_pending(st, txn, pfx, klen, (int) ev,
-                                       &x)) == 0)
+            if (gran != block->plen) {
+                rc = store_sum(st->rcur[0], pfx, CKEY_HDR, lo, hi, alen, 0,
+                               (size_t) ev, &sum);
+            } else if ((rc = store_point(st, txn, pfx, klen, &val)) == 0
+                       && (rc = batch_pending(st, txn, pfx, klen, (int) ev,
+                                              &x)) == 0) {
+                sum = sat_add(sum, val[ev]);
                 sum = sat_add(sum, x);
+            }
         }
         if (rc != EAGAIN || tries >= STORE_RETRIES)
             break;
