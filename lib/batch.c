@@ -1483,10 +1483,10 @@ pend_add(struct pend_tab *t, struct pslot *tab, uint32_t *list,
  * its slots */
 
 static uint64_t
-pend_get(const struct pslot *tab, uint64_t slots, const uint8_t *key,
-         size_t klen, int ev)
+pend_get(const struct pslot *tab, uint64_t slots, size_t i,
+         const uint8_t *key, size_t klen, int ev)
 {
-    size_t i = (size_t) pkey_hash(key, klen) & (slots - 1), probes;
+    size_t probes;
     const struct pslot *s;
     uint64_t sum = 0;
     uint32_t state;
@@ -2176,8 +2176,9 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
     struct pend_hdr *ph;
     uint64_t g[2], k[2], applied, sum, id;
     uint32_t width, win;
-    int tries, rc = EAGAIN;
+    int tries, rc = EAGAIN, probe[2];
     unsigned i;
+    size_t at;
 
     *n = 0;
     if (klen <= 8 || klen - 8 > PKEY_MAX)
@@ -2197,6 +2198,7 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
         b->snap_txn = id;
     }
     applied = b->snap_epoch;
+    at = (size_t) pkey_hash(key + 8, klen - 8) & (ph->slots - 1);
     for (tries = 0; tries < 64; tries++) {
         g[0] = __atomic_load_n(&ph->tab[0].gen, __ATOMIC_ACQUIRE);
         g[1] = __atomic_load_n(&ph->tab[1].gen, __ATOMIC_ACQUIRE);
@@ -2213,14 +2215,22 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
         /* An empty table costs no probe (a cache miss in a large one);
          * only after the coverage check above: an empty table may be one
          * made ready again after the epoch an old snapshot lacks. */
+        for (i = 0; i < 2; i++) {
+            probe[i] = k[i] > applied && !(g[i] & 1)
+                       && __atomic_load_n(&ph->tab[i].used,
+                                          __ATOMIC_ACQUIRE) > 0
+                       && (uint32_t) (__atomic_load_n(&ph->tab[i].time,
+                                                      __ATOMIC_RELAXED)
+                                      / width)
+                              == win;
+            /* Both slots asked for before either is read: the misses
+             * overlap. */
+            if (probe[i])
+                __builtin_prefetch(&pend_table(b, i)[at], 0, 3);
+        }
         for (i = 0; i < 2; i++)
-            if (k[i] > applied && !(g[i] & 1)
-                && __atomic_load_n(&ph->tab[i].used, __ATOMIC_ACQUIRE) > 0
-                && (uint32_t) (__atomic_load_n(&ph->tab[i].time,
-                                               __ATOMIC_RELAXED)
-                               / width)
-                       == win)
-                sum = sat_add(sum, pend_get(pend_table(b, i), ph->slots,
+            if (probe[i])
+                sum = sat_add(sum, pend_get(pend_table(b, i), ph->slots, at,
                                             key + 8, klen - 8, ev));
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&ph->tab[0].gen, __ATOMIC_RELAXED) == g[0]
