@@ -2558,15 +2558,15 @@ query_child(struct bench *b, struct bench_qres *q, uint64_t *cv,
         }
         t0 = now_ns();
         for (i = 0; i < n; i++) {
-            uint64_t t = now_ns(), x;
+            uint64_t t = now_ns(), got;
 
             rc = ina_query(st, INA_CONNECTION, BENCH_MONITOR, &hot[i & 1],
-                           0, 0, 0, &x, q->why, sizeof(q->why));
+                           0, 0, 0, &got, q->why, sizeof(q->why));
             cv[i] = now_ns() - t;
             if (rc != 0)
                 return -1;
             if ((i & 1) == 0)
-                c = x;
+                c = got;
         }
         q->c_mean = (double) (now_ns() - t0) / (double) n;
         q->c_count = c;
