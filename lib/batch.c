@@ -299,12 +299,21 @@ pkey_hash(const uint8_t *key, size_t len)
     return h ^ (h >> 32);
 }
 
+/* pkey_home - the slot where a key's probe starts, in a table of slots
+ * (a power of two) */
+
+static size_t
+pkey_home(const uint8_t *key, size_t len, uint64_t slots)
+{
+    return (size_t) (pkey_hash(key, len) & (slots - 1));
+}
+
 /* ptab_find - the slot of a key, or the empty slot where it goes */
 
 static struct pend *
 ptab_find(const struct ptab *t, const uint8_t *key, size_t len)
 {
-    size_t i = (size_t) pkey_hash(key, len) & (t->cap - 1);
+    size_t i = pkey_home(key, len, t->cap);
 
     for (;;) {
         struct pend *p = &t->tab[i];
@@ -462,6 +471,8 @@ pitem_less(const struct pitem *x, const struct pitem *y)
         return x->k1 < y->k1;
     return x->k2 < y->k2;
 }
+
+/* pitem_swap - exchange two items */
 
 static void
 pitem_swap(struct pitem *x, struct pitem *y)
@@ -1512,18 +1523,19 @@ pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
     size_t np = event_keys(st, family, host, keys), pi;
     size_t klen = 2 + cidr_addrlen(family), at[INA_MAX_PREFIXES];
     struct pslot *tab = pend_table(b, ti);
+    uint32_t *list = pend_list(b, ti);
     uint64_t slots = b->ph->slots;
 
     /* The slots are far apart in a large table: ask for all of them
      * (a slot is one cache line; to write) before the first add, so that
      * their cache misses overlap rather than follow one another. */
     for (pi = 0; pi < np; pi++) {
-        at[pi] = (size_t) pkey_hash(keys[pi], klen) & (slots - 1);
+        at[pi] = pkey_home(keys[pi], klen, slots);
         __builtin_prefetch(&tab[at[pi]], 1, 3);
     }
     for (pi = 0; pi < np; pi++)
-        (void) pend_add(&b->ph->tab[ti], tab, pend_list(b, ti), slots,
-                        at[pi], keys[pi], klen, ev, n);
+        (void) pend_add(&b->ph->tab[ti], tab, list, slots, at[pi], keys[pi],
+                        klen, ev, n);
 }
 
 /* pend_reset - make table i ready for an epoch (under the writer lock)
@@ -2198,7 +2210,7 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
         b->snap_txn = id;
     }
     applied = b->snap_epoch;
-    at = (size_t) pkey_hash(key + 8, klen - 8) & (ph->slots - 1);
+    at = pkey_home(key + 8, klen - 8, ph->slots);
     for (tries = 0; tries < 64; tries++) {
         g[0] = __atomic_load_n(&ph->tab[0].gen, __ATOMIC_ACQUIRE);
         g[1] = __atomic_load_n(&ph->tab[1].gen, __ATOMIC_ACQUIRE);
