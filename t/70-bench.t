@@ -14,7 +14,7 @@
 bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
 [ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
 
-plan 46
+plan 50
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
 tap_cleanup 'rm -rf "$tmp"'
@@ -82,6 +82,18 @@ TMPDIR=$tmp "$bench" --quick --json -w query >"$tmp/json" 2>"$tmp/err"
 is 0 "$?" "inaudit-bench --quick --json -w query exits 0"
 like "$(cat "$tmp/json")" '^    "query.c_point.p50_ns": [0-9]' \
     "--json prints the C point query figure"
+
+# Two scale points: the floor's lookup is timed at each, and its growth
+# is printed next to the store's.
+TMPDIR=$tmp "$bench" -w scale -S 10k,20k --no-redis --json >"$tmp/scale" \
+    2>"$tmp/err"
+is 0 "$?" "a scale run of two points exits 0"
+like "$(cat "$tmp/err")" '^ +20k +[0-9]+( +[0-9.]+ [nmu]s){5} +[0-9]+ ' \
+    "...its rows have the floor's lookup p50"
+like "$(cat "$tmp/err")" "^  \\(over the same range the floor's O\\(1\\) lookup grows [0-9.]+x" \
+    "...and the targets show the floor's growth"
+like "$(cat "$tmp/scale")" '^    "scale.growth.floor_query_p50": [0-9]' \
+    "...which --json has too"
 
 # Usage errors exit 2.
 "$bench" --no-such-option >/dev/null 2>&1

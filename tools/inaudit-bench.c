@@ -22,7 +22,8 @@
  * msys.audit queries, record the outcome), query (point queries from C
  * and from Lua, and a /16 query summing /24 counters, in one process) and
  * scale (record and query cost, store bytes and RSS per address at 10k,
- * 100k, 1M and 10M tracked addresses).
+ * 100k, 1M and 10M tracked addresses, and the same lookups in a floor
+ * table holding the same keys: how much of the growth is the memory's).
  *
  * Every stream is generated before the clock starts; all workers wait on
  * one barrier and run until their stream ends or the run's duration (-t)
@@ -274,6 +275,8 @@ struct bench_sres {
     uint64_t map_used, counters;
     uint64_t file0_kb, file_kb;         /* map pages resident: open, walked */
     uint64_t anon0_kb, anon_kb;         /* private memory: open, the end */
+    int floor_ok;                       /* the floor's lookup was timed */
+    uint64_t fp50, fp99;                /* its p50 and p99 */
 };
 
 /* A named figure, for the summary and --json. */
@@ -563,17 +566,17 @@ fmt_ratio(char *buf, size_t len, double r)
     return buf;
 }
 
-/* proc_status_kb - a "Name:  N kB" line of /proc/self/status */
+/* proc_kb - a "Name:  N kB" line of a file of /proc, 0 if none */
 
 static uint64_t
-proc_status_kb(const char *name)
+proc_kb(const char *file, const char *name)
 {
     char line[256];
     size_t len = strlen(name);
     unsigned long long v = 0;
     FILE *fp;
 
-    if ((fp = fopen("/proc/self/status", "r")) == NULL)
+    if ((fp = fopen(file, "r")) == NULL)
         return 0;
     while (fgets(line, sizeof(line), fp) != NULL)
         if (strncmp(line, name, len) == 0 && line[len] == ':') {
@@ -582,6 +585,14 @@ proc_status_kb(const char *name)
         }
     fclose(fp);
     return (uint64_t) v;
+}
+
+/* proc_status_kb - a "Name:  N kB" line of /proc/self/status */
+
+static uint64_t
+proc_status_kb(const char *name)
+{
+    return proc_kb("/proc/self/status", name);
 }
 
 /* shm_alloc - zeroed memory shared with the workers forked later */
@@ -2827,6 +2838,75 @@ scale_child(struct bench *b, const struct ina_conf *conf, uint64_t n,
     return 0;
 }
 
+/* floor_scale - the floor's lookup at n tracked addresses
+ *
+ * A table holding every key the store holds (each width and prefix of
+ * the n addresses, at the pinned clock), then m timed lookups of the /32
+ * key of random tracked addresses, as scale_child queries the store: how
+ * an O(1) lookup grows with the memory it spans.  Returns -1 with why if
+ * the table would take more than half the memory available. */
+
+static int
+floor_scale(struct bench *b, uint64_t n, size_t m, uint64_t *v,
+            struct bench_sres *r, char *why, size_t len)
+{
+    const struct bench_plan *p = &b->plan;
+    struct floor_table ft;
+    struct floor_slot *s;
+    struct bench_keys k;
+    struct ina_cidr a;
+    uint64_t keys = 0, avail, rng = b->o.seed ^ mix64(n) ^ 0xf1002u, t, i;
+    size_t w, j;
+    int inserted;
+
+    /* At most min(n, 2^len) distinct prefixes of each length. */
+    for (j = 0; j < p->np4; j++)
+        keys += p->p4[j] >= 40 || n < (1ull << p->p4[j]) ? n
+                : 1ull << p->p4[j];
+    keys *= p->nwidths;
+    avail = proc_kb("/proc/meminfo", "MemAvailable") * 1024;
+    for (t = 1024; t < keys + keys / 2; t <<= 1)
+        ;
+    if (t * sizeof(struct floor_slot) > avail / 2) {
+        snprintf(why, len, "its table of %.1f GiB would take more than "
+                 "half the memory available",
+                 (double) (t * sizeof(struct floor_slot)) / 1073741824.0);
+        return -1;
+    }
+    floor_new(&ft, keys);
+    for (i = 0; i < n; i++) {
+        scale_addr(i, &a);
+        bench_keys(p, &a, b->t0, &k);
+        for (w = 0; w < k.n; w++) {
+            if ((s = floor_find(&ft, k.key[w], 1, &inserted)) == NULL) {
+                floor_free(&ft);
+                snprintf(why, len, "the floor's table is full");
+                return -1;
+            }
+            s->count[INA_CONNECTION]++;
+        }
+    }
+    for (j = 0; j < m; j++) {
+        scale_addr(rnd(&rng) % n, &a);
+        bench_keys(p, &a, b->t0, &k);
+        t = now_ns();
+        s = floor_find(&ft, k.key[k.q], 0, &inserted);
+        if (s != NULL && __atomic_load_n(&s->count[INA_CONNECTION],
+                                         __ATOMIC_RELAXED) == 0)
+            s = NULL;
+        v[j] = now_ns() - t;
+        if (s == NULL) {
+            floor_free(&ft);
+            snprintf(why, len, "a tracked address is not in the floor");
+            return -1;
+        }
+    }
+    floor_free(&ft);
+    percentiles(v, m, &r->fp50, &r->fp99);
+    r->floor_ok = 1;
+    return 0;
+}
+
 /* fmt_count - 10000 as "10k", 1000000 as "1M" */
 
 static const char *
@@ -2855,6 +2935,7 @@ run_scale(struct bench *b)
     struct bench_result fr;
     struct bench_job j;
     char path[PATH_MAX + 64], c1[24], s1[24], s2[24], s3[24], s4[24];
+    char s5[24], fwhy[ERRLEN];
     uint64_t filled = 0, n, *v;
     double rate = 0, secs, rss, anon;
     size_t i, m = b->o.quick ? 2000 : 20000, bytes;
@@ -2868,9 +2949,9 @@ run_scale(struct bench *b)
         "recorded by %d workers;\n   then one process times %zu records "
         "and %zu /32 queries of random tracked addresses\n",
         b->o.workers, m, m);
-    say(b, "  %9s %10s %10s %10s %10s %10s %10s %8s %8s %9s\n",
+    say(b, "  %9s %10s %10s %10s %10s %10s %10s %10s %8s %8s %9s\n",
         "addresses", "fill ev/s", "record p50", "p99", "query p50", "p99",
-        "counters", "map B/a", "RSS B/a", "priv +kB");
+        "floor p50", "counters", "map B/a", "RSS B/a", "priv +kB");
     bytes = sizeof(*r) + m * sizeof(uint64_t);
     for (i = 0; i < b->o.nscale; i++) {
         n = b->o.scale[i];
@@ -2912,30 +2993,44 @@ run_scale(struct bench *b)
             err(1, "waitpid");
         if (!r->ok)
             errx(1, "scale at %" PRIu64 ": %s", n, r->why);
+        if (floor_scale(b, n, m, v, r, fwhy, sizeof(fwhy)) != 0)
+            say(b, "  floor at %s not measured: %s\n",
+                fmt_count(c1, sizeof(c1), n), fwhy);
         b->scale_n[b->nscale_done] = n;
         b->scale[b->nscale_done++] = *r;
         rss = (double) (r->file_kb > r->file0_kb ? r->file_kb - r->file0_kb
                                                  : 0) * 1024.0 / (double) n;
         anon = (double) (r->anon_kb > r->anon0_kb ? r->anon_kb - r->anon0_kb
                                                   : 0);
-        say(b, "  %9s %10.0f %10s %10s %10s %10s %10" PRIu64 " %8.0f "
+        if (r->floor_ok)
+            fmt_ns(s5, sizeof(s5), (double) r->fp50);
+        else
+            snprintf(s5, sizeof(s5), "-");
+        say(b, "  %9s %10.0f %10s %10s %10s %10s %10s %10" PRIu64 " %8.0f "
             "%8.0f %9.0f\n", fmt_count(c1, sizeof(c1), n), rate,
             fmt_ns(s1, sizeof(s1), (double) r->rp50),
             fmt_ns(s2, sizeof(s2), (double) r->rp99),
             fmt_ns(s3, sizeof(s3), (double) r->qp50),
-            fmt_ns(s4, sizeof(s4), (double) r->qp99), r->counters,
+            fmt_ns(s4, sizeof(s4), (double) r->qp99), s5, r->counters,
             (double) r->map_used / (double) n, rss, anon);
         fig(b, rate, "scale.%s.fill_events_per_s", c1);
         fig(b, (double) r->rp50, "scale.%s.record_p50_ns", c1);
         fig(b, (double) r->rp99, "scale.%s.record_p99_ns", c1);
         fig(b, (double) r->qp50, "scale.%s.query_p50_ns", c1);
         fig(b, (double) r->qp99, "scale.%s.query_p99_ns", c1);
+        if (r->floor_ok) {
+            fig(b, (double) r->fp50, "scale.%s.floor_query_p50_ns", c1);
+            fig(b, (double) r->fp99, "scale.%s.floor_query_p99_ns", c1);
+        }
         fig(b, (double) r->map_used / (double) n,
             "scale.%s.store_bytes_per_addr", c1);
         fig(b, rss, "scale.%s.rss_bytes_per_addr", c1);
         fig(b, anon, "scale.%s.private_kb_growth", c1);
         munmap(r, bytes);
     }
+    say(b, "   floor p50: the same /32 lookups in a floor table holding "
+        "the store's keys\n   (an O(1) lookup: how the cost grows with "
+        "the memory it spans alone);\n");
     say(b, "   map B/a: map bytes in use per address (data.mdb reserves "
         "the whole map on disk);\n   RSS B/a: the measuring process's "
         "resident map pages once it has walked the whole store\n   "
@@ -3070,6 +3165,13 @@ print_targets(struct bench *b)
                 target_row(b, label, seen, tgt, target_le(1, v, bound));
             }
             fig(b, v, "scale.growth.%s_p50", k == 0 ? "record" : "query");
+        }
+        if (b->scale[0].floor_ok && b->scale[last].floor_ok
+            && b->scale[0].fp50 > 0) {
+            v = (double) b->scale[last].fp50 / (double) b->scale[0].fp50;
+            say(b, "  (over the same range the floor's O(1) lookup grows "
+                "%.2fx: the memory's share)\n", v);
+            fig(b, v, "scale.growth.floor_query_p50");
         }
         if (b->scale_n[last] < 10000000)
             say(b, "  (the target is 10k -> 10M; measured up to %s)\n", c1);
