@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -385,6 +387,81 @@ sort_check(void)
     free(r);
 }
 
+/* resident_mib - MiB of data.mdb in the page cache from byte off on */
+
+static size_t
+resident_mib(const char *store, uint64_t off, size_t mib)
+{
+    char path[4096];
+    unsigned char *vec;
+    size_t pages = mib << 8, n = 0, i;
+    void *m;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/data.mdb", store);
+    if ((fd = open(path, O_RDONLY)) < 0)
+        sysbail("%s", path);
+    m = mmap(NULL, mib << 20, PROT_READ, MAP_SHARED, fd, (off_t) off);
+    if (m == MAP_FAILED || (vec = malloc(pages)) == NULL)
+        sysbail("mmap");
+    if (mincore(m, mib << 20, vec) != 0)
+        sysbail("mincore");
+    for (i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    munmap(m, mib << 20);
+    close(fd);
+    return n >> 8;
+}
+
+/* runway_check - the pages past the tree are read ahead, once
+ *
+ * Records that find their epoch full read the next pages of data.mdb
+ * into the page cache while they wait for the flush before: one piece
+ * per step, shared by every process, up to 64 MiB past the tree's last
+ * page and never past the end of the file (this test's map is 64M). */
+
+static void
+runway_check(struct ina_store *st, const struct ina_conf *conf)
+{
+    MDB_envinfo ei;
+    MDB_stat ms;
+    uint64_t front;
+    size_t steps = 0, mib;
+    struct stat sb;
+    char path[4096];
+    int status;
+    pid_t pid;
+
+    if (mdb_env_info(st->env->env, &ei) != 0
+        || mdb_env_stat(st->env->env, &ms) != 0)
+        bail("mdb_env_info");
+    snprintf(path, sizeof(path), "%s/data.mdb", conf->store);
+    if (stat(path, &sb) != 0)
+        sysbail("%s", path);
+    front = ((uint64_t) ei.me_last_pgno + 1) * ms.ms_psize;
+    front += 4095;
+    front -= front % 4096;
+    mib = (size_t) (((uint64_t) sb.st_size - front) >> 20);
+    ok(mib >= 2 && mib < 64, "the file ends %zu MiB past the tree", mib);
+    while (steps <= 64 && batch_runway_step(st) == 1)
+        steps++;
+    is_uint(mib, steps, "the runway reads it in 1 MiB pieces to its end");
+    is_uint(mib, resident_mib(conf->store, front, mib),
+            "and all of it is in the page cache");
+    if ((pid = fork()) == 0) {
+        struct ina_store *k = test_open(conf);
+
+        ina_store_set_clock(k, test_clock, &now);
+        _exit(rec(k, "203.0.113.31", 1) == 0 && ina_flush(k) == 0
+              && batch_runway_step(k) == 0 ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           "another process finds the runway read already");
+    is_uint(6, q(st, "203.0.113.30", 0, 0), "and the counts are untouched");
+}
+
 int
 main(void)
 {
@@ -666,6 +743,7 @@ main(void)
        "a record makes a new pending file; a flush");
     is_uint(6, q(b, "203.0.113.30", 0, 0), "6, exact");
     is_int(1, test_journals(conf->store), "only the live journal is left");
+    runway_check(b, conf);
     ina_store_close(b);
     ina_conf_free(conf);
     return 0;
