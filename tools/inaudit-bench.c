@@ -2859,10 +2859,10 @@ floor_scale(struct bench *b, uint64_t n, size_t m, uint64_t *v,
     size_t w, j;
     int inserted;
 
-    /* At most min(n, 2^len) distinct prefixes of each length. */
+    /* At most min(n, 2^len) distinct prefixes of each length (IPv4:
+     * len <= 32). */
     for (j = 0; j < p->np4; j++)
-        keys += p->p4[j] >= 40 || n < (1ull << p->p4[j]) ? n
-                : 1ull << p->p4[j];
+        keys += n < (1ull << p->p4[j]) ? n : 1ull << p->p4[j];
     keys *= p->nwidths;
     avail = proc_kb("/proc/meminfo", "MemAvailable") * 1024;
     for (t = 1024; t < keys + keys / 2; t <<= 1)
