@@ -1016,15 +1016,26 @@ floor_hash(const uint8_t *key)
     return mix64(h);
 }
 
-/* floor_new - a table of at least want slots, made before fork */
+/* floor_slots - the slots of a table for want keys: a power of two, at
+ * most two thirds full */
 
-static void
-floor_new(struct floor_table *t, uint64_t want)
+static uint64_t
+floor_slots(uint64_t want)
 {
     uint64_t n = 1024;
 
     while (n < want + want / 2)
         n <<= 1;
+    return n;
+}
+
+/* floor_new - a table of at least want slots, made before fork */
+
+static void
+floor_new(struct floor_table *t, uint64_t want)
+{
+    uint64_t n = floor_slots(want);
+
     t->bytes = (size_t) n * sizeof(struct floor_slot);
     t->slot = shm_alloc(t->bytes, 1);
     t->mask = n - 1;
@@ -2856,7 +2867,7 @@ floor_scale(struct bench *b, uint64_t n, size_t m, uint64_t *v,
     struct bench_keys k;
     struct ina_cidr a;
     uint64_t keys = 0, avail, rng = b->o.seed ^ mix64(n) ^ 0xf1002u, t, i;
-    size_t w, j;
+    size_t w, j, bytes;
     int inserted;
 
     /* At most min(n, 2^len) distinct prefixes of each length (IPv4:
@@ -2865,12 +2876,10 @@ floor_scale(struct bench *b, uint64_t n, size_t m, uint64_t *v,
         keys += n < (1ull << p->p4[j]) ? n : 1ull << p->p4[j];
     keys *= p->nwidths;
     avail = proc_kb("/proc/meminfo", "MemAvailable") * 1024;
-    for (t = 1024; t < keys + keys / 2; t <<= 1)
-        ;
-    if (t * sizeof(struct floor_slot) > avail / 2) {
+    bytes = (size_t) floor_slots(keys) * sizeof(struct floor_slot);
+    if (bytes > avail / 2) {
         snprintf(why, len, "its table of %.1f GiB would take more than "
-                 "half the memory available",
-                 (double) (t * sizeof(struct floor_slot)) / 1073741824.0);
+                 "half the memory available", (double) bytes / 1073741824.0);
         return -1;
     }
     floor_new(&ft, keys);
