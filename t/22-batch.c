@@ -427,7 +427,7 @@ runway_check(struct ina_store *st, const struct ina_conf *conf)
     MDB_envinfo ei;
     MDB_stat ms;
     uint64_t front;
-    size_t steps = 0, mib;
+    size_t steps = 0, mib, res;
     struct stat sb;
     char path[4096];
     int status;
@@ -445,8 +445,13 @@ runway_check(struct ina_store *st, const struct ina_conf *conf)
     while (steps <= 64 && batch_runway_step(st) == 1)
         steps++;
     is_uint(mib, steps, "the runway reads it in 1 MiB pieces to its end");
-    is_uint(mib, resident_mib(conf->store, front, mib),
-            "and all of it is in the page cache");
+    /* Not every page, always: this machine's kernel runs DAMON pageout,
+     * which may evict a clean page of the cache the moment it is read
+     * (seen: 62 MiB of 63, once in 30 runs).  Without the reads, the
+     * kernel's own read-around leaves at most a few MiB resident. */
+    res = resident_mib(conf->store, front, mib);
+    ok(res >= mib - mib / 4, "and %zu MiB of its %zu are in the page cache",
+       res, mib);
     if ((pid = fork()) == 0) {
         struct ina_store *k = test_open(conf);
 
