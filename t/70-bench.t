@@ -14,7 +14,7 @@
 bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
 [ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
 
-plan 50
+plan 52
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
 tap_cleanup 'rm -rf "$tmp"'
@@ -74,8 +74,17 @@ TMPDIR=$tmp "$bench" -w realistic -n 20000 --no-redis -F 20 >"$tmp/vis" 2>"$tmp/
 is 0 "$?" "a short realistic run exits 0"
 like "$(cat "$tmp/vis")" '^  visibility at half speed \([0-9]+ events/s\)' \
     "it measures visibility with the workers at half speed"
-like "$(cat "$tmp/vis")" '^    p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s \([0-9]+ probes; flush_delay 20 ms\)$' \
-    "...as percentiles of probes seen by another worker, with -F's delay"
+like "$(cat "$tmp/vis")" '^    p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s \([0-9]+ probes; flush_delay 20 ms\);$' \
+    "...as percentiles of probes seen by a reader process, with -F's delay"
+# A record that has returned is in the shared pending table or in the
+# tree, and a query reads both: the reader's first query after it must
+# see it, whatever the flushes are doing.
+probes=$(sed -n 's/^    p50 .* (\([0-9]*\) probes; .*/\1/p' "$tmp/vis" | tr '\n' ' ')
+first=$(sed -n 's/^    \([0-9]*\) of them at its first query after the record returned$/\1/p' "$tmp/vis" | tr '\n' ' ')
+like "$probes" '^[1-9][0-9]* [1-9][0-9]* $' \
+    "both runs report their probes ($probes)"
+is "$first" "$probes" \
+    "every probe was seen by the reader's first query after its record"
 
 # --json puts the figures on stdout and the tables on stderr.
 TMPDIR=$tmp "$bench" --quick --json -w query >"$tmp/json" 2>"$tmp/err"
