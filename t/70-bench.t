@@ -14,7 +14,7 @@
 bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
 [ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
 
-plan 52
+plan 55
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
 tap_cleanup 'rm -rf "$tmp"'
@@ -85,6 +85,13 @@ like "$probes" '^[1-9][0-9]* [1-9][0-9]* $' \
     "both runs report their probes ($probes)"
 is "$first" "$probes" \
     "every probe was seen by the reader's first query after its record"
+# Sessions are not buffered: the paced run times their calls.
+like "$(cat "$tmp/vis")" '^  sessions at half speed \([1-9][0-9]*, one a millisecond by a process of its own; each call$' \
+    "the paced run times session calls"
+like "$(cat "$tmp/vis")" '^    a write transaction of its own\): open p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s;$' \
+    "...opens as percentiles"
+like "$(cat "$tmp/vis")" '^    close p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s$' \
+    "...and closes"
 
 # --json puts the figures on stdout and the tables on stderr.
 TMPDIR=$tmp "$bench" --quick --json -w query >"$tmp/json" 2>"$tmp/err"

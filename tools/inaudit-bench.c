@@ -216,6 +216,11 @@ struct bench_wres {
 #define PROBE_POLL_NS 20000         /* the reader's pause between queries */
 #define PROBE_GRACE_NS 2000000000ull /* it stops this long after the run */
 #define MAX_PROBES 4096
+/* In the paced run a process of its own opens and closes a session every
+ * SESSION_EVERY_NS and times both calls: a session is not buffered, its
+ * write transaction waits for the writer lock. */
+#define SESSION_EVERY_NS 1000000
+#define MAX_SESSIONS 16384
 struct bench_probe {
     uint64_t seq;                   /* probes published (release) */
     uint64_t seen;                  /* probes seen by the reader */
@@ -225,6 +230,10 @@ struct bench_probe {
     size_t nfirst;                  /* seen by the first query made */
     size_t nlag;
     uint64_t lag[MAX_PROBES];       /* ns from record to visible */
+    int sessions;                   /* time sessions too (set before) */
+    size_t nsess;
+    uint64_t sopen[MAX_SESSIONS];   /* ns of ina_session_open */
+    uint64_t sclose[MAX_SESSIONS];  /* ns of ina_session_close */
 };
 
 /* A timed run of K workers. */
@@ -258,6 +267,9 @@ struct bench_result {
     size_t nvis;                /* visibility probes seen */
     size_t nvis_first;          /* ... by the first query after them */
     uint64_t vp50, vp99, vmax;  /* their delays, ns */
+    size_t nsess;               /* sessions the probe reader timed */
+    uint64_t so50, so99, somax; /* ina_session_open, ns */
+    uint64_t sc50, sc99, scmax; /* ina_session_close, ns */
     size_t tracked;             /* distinct addresses recorded */
     double bytes;               /* store bytes after the run, or < 0 */
     char note[256];
@@ -320,7 +332,7 @@ struct bench {
     char dir[PATH_MAX];
     int own_dir;
     pid_t parent;
-    pid_t workers[MAX_WORKERS + 1]; /* the running workers, or 0 */
+    pid_t workers[MAX_WORKERS + 2]; /* the running workers, or 0 */
     FILE *out;
     struct ina_conf *conf;      /* the sample configuration */
     struct bench_plan plan;
@@ -1529,6 +1541,7 @@ job_fail(struct bench_job *j, int id, int started, const char *what)
 }
 
 static int probe_reader(struct bench_job *j);
+static int probe_sessions(struct bench_job *j);
 
 /* run_workers - fork the workers, start them together, wait for them
  *
@@ -1543,10 +1556,12 @@ static int
 run_workers(struct bench_job *j, int (*fn)(struct bench_job *, int))
 {
     int ready[2], go[2], i, status, failed = 0, arrived = 0, abort_run = 0;
-    /* The visibility probes' reader is one more process. */
-    int k = j->b->o.workers + (j->probe != NULL);
-    pid_t pids[MAX_WORKERS + 1];
-    int reaped[MAX_WORKERS + 1];
+    /* The visibility probes' reader is one more process, and the session
+     * timer another. */
+    int nw = j->b->o.workers;
+    int k = nw + (j->probe != NULL) + (j->probe != NULL && j->probe->sessions);
+    pid_t pids[MAX_WORKERS + 2];
+    int reaped[MAX_WORKERS + 2];
     struct pollfd pfd;
     char c;
 
@@ -1562,7 +1577,8 @@ run_workers(struct bench_job *j, int (*fn)(struct bench_job *, int))
             close(go[1]);
             j->ready_fd = ready[1];
             j->go_fd = go[0];
-            _exit(i == j->b->o.workers ? probe_reader(j) : fn(j, i));
+            _exit(i < nw ? fn(j, i)
+                         : i == nw ? probe_reader(j) : probe_sessions(j));
         }
         j->b->workers[i] = pids[i];
     }
@@ -1735,11 +1751,45 @@ probe_step(struct bench_job *j, int id, struct ina_store *st, size_t i)
     return 0;
 }
 
+/* probe_start - open the store after fork, as a worker does, and start
+ * with the workers; NULL if the store did not open */
+
+static struct ina_store *
+probe_start(struct bench_job *j, const char *who)
+{
+    struct ina_store *st = NULL;
+    char errbuf[ERRLEN], c = 'R';
+
+    if (ina_store_open(j->conf, 0, &st, errbuf, sizeof(errbuf)) != 0) {
+        warnx("%s: %s", who, errbuf);
+        st = NULL;
+        c = 'E';
+    }
+    if (write(j->ready_fd, &c, 1) != 1 || st == NULL) {
+        if (st != NULL)
+            ina_store_close(st);
+        return NULL;
+    }
+    while (read(j->go_fd, &c, 1) < 0 && errno == EINTR)
+        continue;
+    close(j->ready_fd);
+    close(j->go_fd);
+    return st;
+}
+
+/* probe_running - until worker 0 stops, or the run's time and a grace
+ * period are over */
+
+static int
+probe_running(const struct bench_job *j, uint64_t deadline)
+{
+    return !__atomic_load_n(&j->probe->done, __ATOMIC_ACQUIRE)
+           && now_ns() < deadline;
+}
+
 /* probe_reader - the process that looks for the probes
  *
- * It opens the store after fork like a worker and starts with them; then
- * until worker 0 stops (or the run's time and a grace period are over)
- * it queries the published probe every PROBE_POLL_NS until it sees it.
+ * It queries the published probe every PROBE_POLL_NS until it sees it.
  * The delay includes the reader's own wake-up, on CPUs the workers keep
  * busy; whether its first query after the record saw the probe is the
  * store's part alone. */
@@ -1750,28 +1800,18 @@ probe_reader(struct bench_job *j)
     struct bench_probe *p = j->probe;
     const struct timespec pause = { 0, PROBE_POLL_NS };
     struct ina_store *st;
-    char errbuf[ERRLEN], c = 'R';
+    char errbuf[ERRLEN];
     uint64_t seq, n, t, deadline;
     size_t tries = 0;
-    int rc;
 
-    if (ina_store_open(j->conf, 0, &st, errbuf, sizeof(errbuf)) != 0) {
-        warnx("probe reader: %s", errbuf);
-        c = 'E';
-    }
-    if (write(j->ready_fd, &c, 1) != 1 || c != 'R')
+    if ((st = probe_start(j, "probe reader")) == NULL)
         return 1;
-    while (read(j->go_fd, &c, 1) < 0 && errno == EINTR)
-        continue;
-    close(j->ready_fd);
-    close(j->go_fd);
     deadline = now_ns() + j->duration_ns + PROBE_GRACE_NS;
-    while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE)
-           && now_ns() < deadline) {
+    while (probe_running(j, deadline)) {
         seq = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
         if (seq != p->seen) {
-            if ((rc = ina_query(st, INA_CONNECTION, BENCH_MONITOR, &p->addr,
-                                0, 0, 0, &n, errbuf, sizeof(errbuf))) != 0) {
+            if (ina_query(st, INA_CONNECTION, BENCH_MONITOR, &p->addr, 0, 0,
+                          0, &n, errbuf, sizeof(errbuf)) != 0) {
                 warnx("probe reader: %s", errbuf);
                 ina_store_close(st);
                 return 1;
@@ -1793,6 +1833,45 @@ probe_reader(struct bench_job *j)
     }
     ina_store_close(st);
     return 0;
+}
+
+/* probe_sessions - the process that opens and closes a session every
+ * SESSION_EVERY_NS, timing both calls (a process of its own, so that its
+ * waits do not delay the probe reader) */
+
+static int
+probe_sessions(struct bench_job *j)
+{
+    struct bench_probe *p = j->probe;
+    const struct timespec pause = { 0, SESSION_EVERY_NS };
+    struct ina_store *st;
+    struct ina_cidr peer;
+    uint64_t t, deadline;
+    int rc = 0;
+
+    if ((st = probe_start(j, "session timer")) == NULL)
+        return 1;
+    /* From the benchmarking range, as the probes. */
+    memset(&peer, 0, sizeof(peer));
+    peer.family = 6;
+    peer.plen = 128;
+    put_be32(peer.addr, 0x20010002u);
+    peer.addr[15] = 1;
+    deadline = now_ns() + j->duration_ns + PROBE_GRACE_NS;
+    while (rc == 0 && p->nsess < MAX_SESSIONS && probe_running(j, deadline)) {
+        nanosleep(&pause, NULL);
+        t = now_ns();
+        if ((rc = ina_session_open(st, &peer, "SMTP")) != 0)
+            break;
+        p->sopen[p->nsess] = now_ns() - t;
+        t = now_ns();
+        rc = ina_session_close(st, &peer, "SMTP");
+        p->sclose[p->nsess++] = now_ns() - t;
+    }
+    if (rc != 0)
+        warnx("session timer: %s", ina_strerror(rc));
+    ina_store_close(st);
+    return rc != 0;
 }
 
 /* worker_ina - play a stream into inbound-audit through the C API */
@@ -2234,6 +2313,12 @@ job_visibility(struct bench_job *j, struct bench_result *r)
         percentiles(j->probe->lag, r->nvis, &r->vp50, &r->vp99);
         r->vmax = j->probe->lag[r->nvis - 1];
     }
+    if ((r->nsess = j->probe->nsess) > 0) {
+        percentiles(j->probe->sopen, r->nsess, &r->so50, &r->so99);
+        r->somax = j->probe->sopen[r->nsess - 1];
+        percentiles(j->probe->sclose, r->nsess, &r->sc50, &r->sc99);
+        r->scmax = j->probe->sclose[r->nsess - 1];
+    }
     munmap(j->probe, sizeof(*j->probe));
     j->probe = NULL;
 }
@@ -2270,6 +2355,41 @@ say_visibility(struct bench *b, const struct bench_result *r,
         "realistic.inbound_audit.%svisibility_first_query", tag);
 }
 
+/* say_sessions - the probe reader's session calls, and their figures */
+
+static void
+say_sessions(struct bench *b, const struct bench_result *r,
+             const char *label, const char *tag)
+{
+    char o50[32], o99[32], omax[32], c50[32], c99[32], cmax[32];
+
+    if (r->nsess == 0)
+        return;
+    fmt_ns(o50, sizeof(o50), (double) r->so50);
+    fmt_ns(o99, sizeof(o99), (double) r->so99);
+    fmt_ns(omax, sizeof(omax), (double) r->somax);
+    fmt_ns(c50, sizeof(c50), (double) r->sc50);
+    fmt_ns(c99, sizeof(c99), (double) r->sc99);
+    fmt_ns(cmax, sizeof(cmax), (double) r->scmax);
+    say(b, "  sessions %s (%zu, one a millisecond by a process of its own; "
+        "each call\n    a write transaction of its own): open p50 %s, p99 "
+        "%s, at most %s;\n    close p50 %s, p99 %s, at most %s\n", label,
+        r->nsess, o50, o99, omax, c50, c99, cmax);
+    fig(b, (double) r->nsess, "realistic.inbound_audit.%ssessions", tag);
+    fig(b, (double) r->so50, "realistic.inbound_audit.%ssession_open_p50_ns",
+        tag);
+    fig(b, (double) r->so99, "realistic.inbound_audit.%ssession_open_p99_ns",
+        tag);
+    fig(b, (double) r->somax, "realistic.inbound_audit.%ssession_open_max_ns",
+        tag);
+    fig(b, (double) r->sc50,
+        "realistic.inbound_audit.%ssession_close_p50_ns", tag);
+    fig(b, (double) r->sc99,
+        "realistic.inbound_audit.%ssession_close_p99_ns", tag);
+    fig(b, (double) r->scmax,
+        "realistic.inbound_audit.%ssession_close_max_ns", tag);
+}
+
 /* run_paced - the realistic stream at a set rate, for its visibility
  *
  * The workers pace themselves to rate events/s in all, into a store of
@@ -2297,6 +2417,7 @@ run_paced(struct bench *b, const struct bench_stream *s, double rate,
     j.conf_path = path;
     j.pace_ns = (uint64_t) ((double) b->o.workers * 1e9 / rate);
     j.probe = shm_alloc(sizeof(*j.probe), 0);
+    j.probe->sessions = 1;
     failed = run_workers(&j, worker_ina);
     job_result(&j, r);
     job_visibility(&j, r);
@@ -2448,6 +2569,7 @@ run_workload(struct bench *b, int workload)
 
         run_paced(b, &s, res[PEER_INA].rate / 2, &pr);
         say_visibility(b, &pr, "at half speed", "paced_", conf);
+        say_sessions(b, &pr, "at half speed", "paced_");
     }
     stream_free(&s);
     say(b, "  tracked addresses: inbound-audit %zu, redis %zu, floor %zu; "
@@ -3307,7 +3429,7 @@ bench_signal(int sig)
     int status, i;
 
     if (b != NULL && getpid() == b->parent) {
-        for (i = 0; i < MAX_WORKERS + 1; i++)
+        for (i = 0; i < MAX_WORKERS + 2; i++)
             if (b->workers[i] > 0)
                 kill(b->workers[i], SIGTERM);
         if (b->redis.pid > 0)
