@@ -1559,7 +1559,8 @@ run_workers(struct bench_job *j, int (*fn)(struct bench_job *, int))
     /* The visibility probes' reader is one more process, and the session
      * timer another. */
     int nw = j->b->o.workers;
-    int k = nw + (j->probe != NULL) + (j->probe != NULL && j->probe->sessions);
+    int k = nw + (j->probe != NULL)
+            + (j->probe != NULL && j->probe->sessions);
     pid_t pids[MAX_WORKERS + 2];
     int reaped[MAX_WORKERS + 2];
     struct pollfd pfd;
@@ -1858,7 +1859,8 @@ probe_sessions(struct bench_job *j)
     put_be32(peer.addr, 0x20010002u);
     peer.addr[15] = 1;
     deadline = now_ns() + j->duration_ns + PROBE_GRACE_NS;
-    while (rc == 0 && p->nsess < MAX_SESSIONS && probe_running(j, deadline)) {
+    while (rc == 0 && p->nsess < MAX_SESSIONS
+           && probe_running(j, deadline)) {
         nanosleep(&pause, NULL);
         t = now_ns();
         if ((rc = ina_session_open(st, &peer, "SMTP")) != 0)
@@ -2338,9 +2340,9 @@ say_visibility(struct bench *b, const struct bench_result *r,
     fmt_ns(p99, sizeof(p99), (double) r->vp99);
     fmt_ns(max, sizeof(max), (double) r->vmax);
     say(b, "  visibility %s (%.0f events/s): a reader process saw a "
-        "record after\n    p50 %s, p99 %s, at most %s (%zu probes; flush_delay "
-        "%u ms);\n    %zu of them at its first query after the record "
-        "returned\n", label, r->rate, p50, p99, max, r->nvis,
+        "record after\n    p50 %s, p99 %s, at most %s (%zu probes; "
+        "flush_delay %u ms);\n    %zu of them at its first query after the "
+        "record returned\n", label, r->rate, p50, p99, max, r->nvis,
         conf->flush_delay, r->nvis_first);
     fig(b, r->rate, "realistic.inbound_audit.%svisibility_events_per_s", tag);
     fig(b, (double) r->vp50, "realistic.inbound_audit.%svisibility_p50_ns",
@@ -2355,7 +2357,7 @@ say_visibility(struct bench *b, const struct bench_result *r,
         "realistic.inbound_audit.%svisibility_first_query", tag);
 }
 
-/* say_sessions - the probe reader's session calls, and their figures */
+/* say_sessions - the session timer's calls, and their figures */
 
 static void
 say_sessions(struct bench *b, const struct bench_result *r,
