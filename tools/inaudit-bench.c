@@ -257,6 +257,11 @@ struct bench_job {
     int ready_fd, go_fd;
 };
 
+/* The p50, p99 and maximum of some timings, ns (lat_of). */
+struct bench_lat {
+    uint64_t p50, p99, max;
+};
+
 /* The aggregate of a run. */
 struct bench_result {
     int ran, ok;
@@ -266,10 +271,10 @@ struct bench_result {
     uint64_t rp50, rp99, qp50, qp99;
     size_t nvis;                /* visibility probes seen */
     size_t nvis_first;          /* ... by the first query after them */
-    uint64_t vp50, vp99, vmax;  /* their delays, ns */
-    size_t nsess;               /* sessions the probe reader timed */
-    uint64_t so50, so99, somax; /* ina_session_open, ns */
-    uint64_t sc50, sc99, scmax; /* ina_session_close, ns */
+    struct bench_lat vis;       /* their delays */
+    size_t nsess;               /* sessions the session timer timed */
+    struct bench_lat sopen;     /* ina_session_open */
+    struct bench_lat sclose;    /* ina_session_close */
     size_t tracked;             /* distinct addresses recorded */
     double bytes;               /* store bytes after the run, or < 0 */
     char note[256];
@@ -552,6 +557,16 @@ percentiles(uint64_t *v, size_t n, uint64_t *p50, uint64_t *p99)
     i99 = n * 99 / 100;
     *p50 = v[n / 2];
     *p99 = v[i99 < n ? i99 : n - 1];
+}
+
+/* lat_of - the p50, p99 and maximum of n timings (sorts v); zeros if
+ * there are none */
+
+static void
+lat_of(uint64_t *v, size_t n, struct bench_lat *l)
+{
+    percentiles(v, n, &l->p50, &l->p99);
+    l->max = n > 0 ? v[n - 1] : 0;
 }
 
 /* fmt_ns - a duration for people: "612 ns", "19.2 us", "1.25 ms" */
@@ -1510,20 +1525,29 @@ job_free(struct bench_job *j)
     j->res = NULL;
 }
 
-/* job_go - tell the parent this worker is ready; wait for the start */
+/* job_ready - tell the parent this process is ready ('R') or failed
+ * ('E'); after 'R', wait for the start.  Returns 0 once started. */
 
-static void
-job_go(struct bench_job *j, int id)
+static int
+job_ready(struct bench_job *j, char c)
 {
-    char c = 'R';
-
-    if (write(j->ready_fd, &c, 1) != 1)
-        _exit(1);
+    if (write(j->ready_fd, &c, 1) != 1 || c != 'R')
+        return -1;
     /* The parent closes its end of the pipe: every worker wakes. */
     while (read(j->go_fd, &c, 1) < 0 && errno == EINTR)
         continue;
     close(j->ready_fd);
     close(j->go_fd);
+    return 0;
+}
+
+/* job_go - tell the parent this worker is ready; wait for the start */
+
+static void
+job_go(struct bench_job *j, int id)
+{
+    if (job_ready(j, 'R') != 0)
+        _exit(1);
     j->res[id].t_start = now_ns();
 }
 
@@ -1532,11 +1556,9 @@ job_go(struct bench_job *j, int id)
 static int
 job_fail(struct bench_job *j, int id, int started, const char *what)
 {
-    char c = 'E';
-
     warnx("%s worker %d: %s", peer_names[j->peer], id, what);
-    if (!started && write(j->ready_fd, &c, 1) != 1)
-        return 1;
+    if (!started)
+        (void) job_ready(j, 'E');
     return 1;
 }
 
@@ -1718,11 +1740,24 @@ pace(uint64_t t)
     nanosleep(&ts, NULL);
 }
 
+/* probe_addr - address id of 2001:2::/48, the IPv6 benchmarking range,
+ * which no stream uses: 0 is the session timer's peer, the probes are 1
+ * on */
+
+static void
+probe_addr(struct ina_cidr *a, uint64_t id)
+{
+    memset(a, 0, sizeof(*a));
+    a->family = 6;
+    a->plen = 128;
+    put_be32(a->addr, 0x20010002u);
+    put_be64(a->addr + 8, id);
+}
+
 /* probe_step - worker 0's part of the visibility probes, at iteration i
  *
- * It records a probe (a connection from 2001:2::/48, the IPv6
- * benchmarking range, that no stream uses) once the last one was seen,
- * and publishes it after the record returns.  The probe's record is
+ * It records a probe (a connection from probe_addr) once the last one
+ * was seen, and publishes it after the record returns.  The probe's record is
  * counted like any other, so the store check still holds. */
 
 static int
@@ -1739,11 +1774,7 @@ probe_step(struct bench_job *j, int id, struct ina_store *st, size_t i)
     if (__atomic_load_n(&p->seen, __ATOMIC_ACQUIRE) != seq
         || p->nlag >= MAX_PROBES)
         return 0;
-    memset(&p->addr, 0, sizeof(p->addr));
-    p->addr.family = 6;
-    p->addr.plen = 128;
-    put_be32(p->addr.addr, 0x20010002u);
-    put_be64(p->addr.addr + 8, seq + 1);
+    probe_addr(&p->addr, seq + 1);
     if ((rc = ina_record(st, INA_CONNECTION, &p->addr, 1)) != 0)
         return rc;
     w->by_ev[INA_CONNECTION]++;
@@ -1758,23 +1789,18 @@ probe_step(struct bench_job *j, int id, struct ina_store *st, size_t i)
 static struct ina_store *
 probe_start(struct bench_job *j, const char *who)
 {
-    struct ina_store *st = NULL;
-    char errbuf[ERRLEN], c = 'R';
+    struct ina_store *st;
+    char errbuf[ERRLEN];
 
     if (ina_store_open(j->conf, 0, &st, errbuf, sizeof(errbuf)) != 0) {
         warnx("%s: %s", who, errbuf);
-        st = NULL;
-        c = 'E';
-    }
-    if (write(j->ready_fd, &c, 1) != 1 || st == NULL) {
-        if (st != NULL)
-            ina_store_close(st);
+        (void) job_ready(j, 'E');
         return NULL;
     }
-    while (read(j->go_fd, &c, 1) < 0 && errno == EINTR)
-        continue;
-    close(j->ready_fd);
-    close(j->go_fd);
+    if (job_ready(j, 'R') != 0) {
+        ina_store_close(st);
+        return NULL;
+    }
     return st;
 }
 
@@ -1852,12 +1878,7 @@ probe_sessions(struct bench_job *j)
 
     if ((st = probe_start(j, "session timer")) == NULL)
         return 1;
-    /* From the benchmarking range, as the probes. */
-    memset(&peer, 0, sizeof(peer));
-    peer.family = 6;
-    peer.plen = 128;
-    put_be32(peer.addr, 0x20010002u);
-    peer.addr[15] = 1;
+    probe_addr(&peer, 0);
     deadline = now_ns() + j->duration_ns + PROBE_GRACE_NS;
     while (rc == 0 && p->nsess < MAX_SESSIONS
            && probe_running(j, deadline)) {
@@ -2311,18 +2332,42 @@ job_visibility(struct bench_job *j, struct bench_result *r)
     if (j->probe == NULL)
         return;
     r->nvis_first = j->probe->nfirst;
-    if ((r->nvis = j->probe->nlag) > 0) {
-        percentiles(j->probe->lag, r->nvis, &r->vp50, &r->vp99);
-        r->vmax = j->probe->lag[r->nvis - 1];
-    }
-    if ((r->nsess = j->probe->nsess) > 0) {
-        percentiles(j->probe->sopen, r->nsess, &r->so50, &r->so99);
-        r->somax = j->probe->sopen[r->nsess - 1];
-        percentiles(j->probe->sclose, r->nsess, &r->sc50, &r->sc99);
-        r->scmax = j->probe->sclose[r->nsess - 1];
-    }
+    r->nvis = j->probe->nlag;
+    lat_of(j->probe->lag, r->nvis, &r->vis);
+    r->nsess = j->probe->nsess;
+    lat_of(j->probe->sopen, r->nsess, &r->sopen);
+    lat_of(j->probe->sclose, r->nsess, &r->sclose);
     munmap(j->probe, sizeof(*j->probe));
     j->probe = NULL;
+}
+
+/* lat_text - a bench_lat for people */
+
+struct lat_text {
+    char p50[32], p99[32], max[32];
+};
+
+static void
+lat_text(const struct bench_lat *l, struct lat_text *t)
+{
+    fmt_ns(t->p50, sizeof(t->p50), (double) l->p50);
+    fmt_ns(t->p99, sizeof(t->p99), (double) l->p99);
+    fmt_ns(t->max, sizeof(t->max), (double) l->max);
+}
+
+/* fig_lat - a bench_lat as the figures realistic.inbound_audit.TAG
+ * NAME_p50_ns, _p99_ns and _max_ns */
+
+static void
+fig_lat(struct bench *b, const struct bench_lat *l, const char *tag,
+        const char *name)
+{
+    fig(b, (double) l->p50, "realistic.inbound_audit.%s%s_p50_ns", tag,
+        name);
+    fig(b, (double) l->p99, "realistic.inbound_audit.%s%s_p99_ns", tag,
+        name);
+    fig(b, (double) l->max, "realistic.inbound_audit.%s%s_max_ns", tag,
+        name);
 }
 
 /* say_visibility - one line of visibility delays, and their figures */
@@ -2332,25 +2377,18 @@ say_visibility(struct bench *b, const struct bench_result *r,
                const char *label, const char *tag,
                const struct ina_conf *conf)
 {
-    char p50[32], p99[32], max[32];
+    struct lat_text t;
 
     if (r->nvis == 0)
         return;
-    fmt_ns(p50, sizeof(p50), (double) r->vp50);
-    fmt_ns(p99, sizeof(p99), (double) r->vp99);
-    fmt_ns(max, sizeof(max), (double) r->vmax);
+    lat_text(&r->vis, &t);
     say(b, "  visibility %s (%.0f events/s): a reader process saw a "
         "record after\n    p50 %s, p99 %s, at most %s (%zu probes; "
         "flush_delay %u ms);\n    %zu of them at its first query after the "
-        "record returned\n", label, r->rate, p50, p99, max, r->nvis,
+        "record returned\n", label, r->rate, t.p50, t.p99, t.max, r->nvis,
         conf->flush_delay, r->nvis_first);
     fig(b, r->rate, "realistic.inbound_audit.%svisibility_events_per_s", tag);
-    fig(b, (double) r->vp50, "realistic.inbound_audit.%svisibility_p50_ns",
-        tag);
-    fig(b, (double) r->vp99, "realistic.inbound_audit.%svisibility_p99_ns",
-        tag);
-    fig(b, (double) r->vmax, "realistic.inbound_audit.%svisibility_max_ns",
-        tag);
+    fig_lat(b, &r->vis, tag, "visibility");
     fig(b, (double) r->nvis, "realistic.inbound_audit.%svisibility_probes",
         tag);
     fig(b, (double) r->nvis_first,
@@ -2363,33 +2401,19 @@ static void
 say_sessions(struct bench *b, const struct bench_result *r,
              const char *label, const char *tag)
 {
-    char o50[32], o99[32], omax[32], c50[32], c99[32], cmax[32];
+    struct lat_text o, c;
 
     if (r->nsess == 0)
         return;
-    fmt_ns(o50, sizeof(o50), (double) r->so50);
-    fmt_ns(o99, sizeof(o99), (double) r->so99);
-    fmt_ns(omax, sizeof(omax), (double) r->somax);
-    fmt_ns(c50, sizeof(c50), (double) r->sc50);
-    fmt_ns(c99, sizeof(c99), (double) r->sc99);
-    fmt_ns(cmax, sizeof(cmax), (double) r->scmax);
+    lat_text(&r->sopen, &o);
+    lat_text(&r->sclose, &c);
     say(b, "  sessions %s (%zu, one a millisecond by a process of its own; "
         "each call\n    a write transaction of its own): open p50 %s, p99 "
         "%s, at most %s;\n    close p50 %s, p99 %s, at most %s\n", label,
-        r->nsess, o50, o99, omax, c50, c99, cmax);
+        r->nsess, o.p50, o.p99, o.max, c.p50, c.p99, c.max);
     fig(b, (double) r->nsess, "realistic.inbound_audit.%ssessions", tag);
-    fig(b, (double) r->so50, "realistic.inbound_audit.%ssession_open_p50_ns",
-        tag);
-    fig(b, (double) r->so99, "realistic.inbound_audit.%ssession_open_p99_ns",
-        tag);
-    fig(b, (double) r->somax, "realistic.inbound_audit.%ssession_open_max_ns",
-        tag);
-    fig(b, (double) r->sc50,
-        "realistic.inbound_audit.%ssession_close_p50_ns", tag);
-    fig(b, (double) r->sc99,
-        "realistic.inbound_audit.%ssession_close_p99_ns", tag);
-    fig(b, (double) r->scmax,
-        "realistic.inbound_audit.%ssession_close_max_ns", tag);
+    fig_lat(b, &r->sopen, tag, "session_open");
+    fig_lat(b, &r->sclose, tag, "session_close");
 }
 
 /* run_paced - the realistic stream at a set rate, for its visibility
