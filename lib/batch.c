@@ -1,5 +1,5 @@
 /* batch.c - buffered recording: a journal per process, one shared table
- * of pending counts, large sorted flushes
+ * of pending counts (and one of sessions), large sorted flushes
  *
  * One LMDB write transaction per event costs microseconds: the writer
  * lock, copy-on-write of a path of pages, the commit.  So events are
@@ -37,6 +37,17 @@
  * epoch is applied); a flusher killed before its commit leaves an epoch
  * that the next flush applies first; journals of dead processes are
  * applied by the flushes like any other and removed once applied.
+ *
+ * Sessions are buffered in the same epochs, in a smaller pair of tables
+ * of their own (a session key holds a service name): an open or a close
+ * adds +1 or -1 to its process's owner key, which is what the flush
+ * applies (session_apply), and to the gauge key at every granularity,
+ * which is what queries add.  They need no journal: the sessions of a
+ * process that dies are reaped anyway, and a flush applies its owner
+ * deltas first (a table of an epoch not applied is never cleared), so
+ * that reaping takes the right count.  What the tables hold for a
+ * process killed between its owner add and its gauge adds is off by that
+ * call for queries until its epoch is applied, as for a record.
  *
  * A flush starts when the current epoch's first event is flush_delay
  * old (checked by every call; ina_flush() and closing flush at once), at
@@ -87,14 +98,19 @@
 /* Its record in the meta database. */
 #define PEND_META "pending_epoch"
 #define PEND_MAGIC 0x494e4150 /* "INAP" */
-#define PEND_VERSION 1
+#define PEND_VERSION 2
 /* Slots of each table: a power of two, the file at most a 16th of the
  * map. */
 #define PEND_SLOTS_MIN 4096u
 #define PEND_SLOTS_MAX 262144u
+/* Each epoch's table of buffered sessions has an eighth as many. */
+#define PEND_SESSION_SHIFT 3
 /* Bytes of the file per slot of each table: the slot and its list entry,
- * for two tables. */
-#define PEND_PER_SLOT (2 * (sizeof(struct pslot) + sizeof(uint32_t)))
+ * for two tables, and the session slots' share of the same. */
+#define PEND_PER_SLOT                                                    \
+    (2 * (sizeof(struct pslot) + sizeof(uint32_t))                       \
+     + (2 * (sizeof(struct sslot) + sizeof(uint32_t))                    \
+        >> PEND_SESSION_SHIFT))
 /* Where the first table starts in the file. */
 #define PEND_OFF 4096u
 /* How long a flush waits for a live writer between its journal entry and
@@ -173,14 +189,16 @@ struct pset {
 
 /* The shared pending file: a header, two tables of slots, then each
  * table's list of the slots claimed (u32, in claim order), so that
- * clearing touches only those. */
+ * clearing touches only those; then the same for the two tables of
+ * buffered sessions, of the same two epochs. */
 struct pend_tab {
     uint64_t gen;              /* 2 * its epoch; odd while cleared */
     int64_t time;              /* the store clock of the epoch */
     uint64_t first_ms;         /* monotonic ms of its first event, or 0 */
     uint64_t pad[5];
     uint64_t used;             /* slots claimed (own cache line) */
-    uint64_t pad2[7];
+    uint64_t sused;            /* session slots claimed */
+    uint64_t pad2[6];
 };
 
 struct pend_hdr {
@@ -211,6 +229,33 @@ struct pslot {
     uint64_t pad2[2];
 };
 
+/* A session slot: the same claim as a counter slot, on a key that is a
+ * kind ('o': a process's owner key, what a flush applies; 'g': a gauge
+ * key at one granularity, what queries add) followed by the key, and
+ * one signed delta.  Two cache lines. */
+#define SSKEY_MAX (1 + OKEY_MAX)
+struct sslot {
+    uint32_t state;
+    uint8_t klen;
+    uint8_t key[SSKEY_MAX];
+    uint8_t pad[3];
+    int64_t d;
+    uint64_t pad2[6];
+};
+
+#define SESSION_OWNER 'o'
+#define SESSION_GAUGE 'g'
+
+/* Both kinds of slot begin alike: slot_find and slot_sum work on both. */
+#define SLOT_KLEN 4
+#define SLOT_KEY 5
+
+_Static_assert(offsetof(struct pslot, klen) == SLOT_KLEN
+                   && offsetof(struct pslot, key) == SLOT_KEY
+                   && offsetof(struct sslot, klen) == SLOT_KLEN
+                   && offsetof(struct sslot, key) == SLOT_KEY,
+               "slot layouts");
+_Static_assert(sizeof(struct sslot) == 128, "session slot size");
 _Static_assert(sizeof(struct journal_hdr) == 64, "journal header size");
 _Static_assert(sizeof(struct journal_ent) == 40, "journal entry size");
 _Static_assert(sizeof(struct pend_hdr) <= PEND_OFF, "pending header size");
@@ -237,6 +282,7 @@ struct batch {
     struct pslot *slots;
     size_t pmaplen;
     int pwritable;
+    uint64_t sess_epoch;       /* the last epoch it buffered sessions in */
     uint64_t snap_txn;         /* the last snapshot whose applied epoch */
     uint64_t snap_epoch;       /* ... was read, and that epoch */
     struct pset merge;         /* a flush's tables */
@@ -315,6 +361,25 @@ static size_t
 pkey_home(const uint8_t *key, size_t len, uint64_t slots)
 {
     return (size_t) (pkey_hash(key, len) & (slots - 1));
+}
+
+/* skey_home - the home slot of a session table key (up to SSKEY_MAX
+ * bytes): its words multiplied and mixed */
+
+static size_t
+skey_home(const uint8_t *key, size_t len, uint64_t slots)
+{
+    uint64_t h = len * 0x9e3779b97f4a7c15ull, w;
+    size_t i;
+
+    for (i = 0; i < len; i += 8) {
+        w = 0;
+        memcpy(&w, key + i, len - i < 8 ? len - i : 8);
+        h = (h ^ w) * 0xc2b2ae3d27d4eb4full;
+        h ^= h >> 29;
+    }
+    h *= 0xd6e8feb86659fd93ull;
+    return (size_t) ((h ^ (h >> 32)) & (slots - 1));
 }
 
 /* ptab_find - the slot of a key, or the empty slot where it goes */
@@ -1237,6 +1302,17 @@ pend_valid(const struct pend_hdr *ph, size_t len)
            && PEND_OFF + ph->slots * PEND_PER_SLOT <= len;
 }
 
+/* pend_stale - is an open pending file whole but of another version? */
+
+static int
+pend_stale(int fd)
+{
+    uint32_t h[2];
+
+    return pread(fd, h, sizeof(h), 0) == (ssize_t) sizeof(h)
+           && h[0] == PEND_MAGIC && h[1] != PEND_VERSION;
+}
+
 /* pend_init - lay out a new pending file (its creator, under flock) */
 
 static void
@@ -1300,6 +1376,16 @@ pend_map(struct ina_store *st, struct batch *b, int create)
         if (flock(fd, LOCK_EX) != 0 || fstat(fd, &sb) != 0) {
             rc = errno;
             goto out;
+        }
+        /* A file of another version (the store's processes all stopped
+         * for the upgrade) is made again: its events are in the
+         * journals, which name the file they were added to. */
+        if (sb.st_size != 0 && pend_stale(fd)) {
+            if (ftruncate(fd, 0) != 0) {
+                rc = errno;
+                goto out;
+            }
+            sb.st_size = 0;
         }
         if (sb.st_size == 0) {
             (void) fchmod(fd, 0660);
@@ -1403,6 +1489,35 @@ pend_list(const struct batch *b, unsigned i)
            + (size_t) i * b->ph->slots;
 }
 
+/* pend_sslots - the slots of each session table */
+
+static uint64_t
+pend_sslots(const struct pend_hdr *ph)
+{
+    return ph->slots >> PEND_SESSION_SHIFT;
+}
+
+/* pend_stable - the slots of session table i */
+
+static struct sslot *
+pend_stable(const struct batch *b, unsigned i)
+{
+    return (struct sslot *) ((char *) b->ph + PEND_OFF
+                             + 2 * b->ph->slots
+                                   * (sizeof(struct pslot)
+                                      + sizeof(uint32_t)))
+           + (size_t) i * pend_sslots(b->ph);
+}
+
+/* pend_slist - the list of claimed slots of session table i */
+
+static uint32_t *
+pend_slist(const struct batch *b, unsigned i)
+{
+    return (uint32_t *) (pend_stable(b, 0) + 2 * pend_sslots(b->ph))
+           + (size_t) i * pend_sslots(b->ph);
+}
+
 /* pend_applied - the epoch stored as applied in a snapshot (0: none of
  * this file's) */
 
@@ -1448,6 +1563,84 @@ pslot_add(uint64_t *d, uint64_t n)
         ;
 }
 
+/* slot_find - the slot of a key in a shared table of slots of size
+ * bytes, claimed if the key has none yet
+ *
+ * used and list are the table's claim count and list.  Returns NULL when
+ * every slot was probed. */
+
+static uint8_t *
+slot_find(uint8_t *tab, size_t size, uint64_t *used, uint32_t *list,
+          uint64_t slots, size_t i, const uint8_t *key, size_t klen)
+{
+    size_t probes;
+    uint8_t *s;
+    uint32_t *state, cur, spins;
+    uint64_t idx;
+
+    for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
+        s = tab + i * size;
+        state = (uint32_t *) s;
+        cur = __atomic_load_n(state, __ATOMIC_ACQUIRE);
+        if (cur == 0) {
+            /* Listed before it is claimed: a writer killed in between
+             * leaves an extra entry, never a slot missing from the
+             * list.  Past the list's end, a full clear (pend_reset). */
+            idx = __atomic_fetch_add(used, 1, __ATOMIC_RELAXED);
+            if (idx < slots)
+                __atomic_store_n(&list[idx], (uint32_t) i,
+                                 __ATOMIC_RELAXED);
+            if (__atomic_compare_exchange_n(state, &cur, 1, 0,
+                                            __ATOMIC_ACQUIRE,
+                                            __ATOMIC_ACQUIRE)) {
+                s[SLOT_KLEN] = (uint8_t) klen;
+                memcpy(s + SLOT_KEY, key, klen);
+                __atomic_store_n(state, 2, __ATOMIC_RELEASE);
+                return s;
+            }
+        }
+        /* Claiming takes a few stores: spin, then yield to a claimer
+         * that may have lost its processor. */
+        for (spins = 0; cur == 1 && spins < CLAIM_SPINS; spins++) {
+            if (spins >= 64)
+                sched_yield();
+            cur = __atomic_load_n(state, __ATOMIC_ACQUIRE);
+        }
+        if (cur == 2 && s[SLOT_KLEN] == klen
+            && memcmp(s + SLOT_KEY, key, klen) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/* slot_sum - the sum of the u64 at offset off of a key's slots (one key
+ * may have several), saturating with sat, else modulo 2^64 (the signed
+ * deltas of sessions) */
+
+static uint64_t
+slot_sum(const uint8_t *tab, size_t size, uint64_t slots, size_t i,
+         const uint8_t *key, size_t klen, size_t off, int sat)
+{
+    size_t probes;
+    const uint8_t *s;
+    uint64_t sum = 0, v;
+    uint32_t state;
+
+    for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
+        s = tab + i * size;
+        state = __atomic_load_n((const uint32_t *) s, __ATOMIC_ACQUIRE);
+        if (state == 0)
+            break;
+        if (state == 2 && s[SLOT_KLEN] == klen
+            && memcmp(s + SLOT_KEY, key, klen) == 0) {
+            v = __atomic_load_n((const uint64_t *) (s + off),
+                                __ATOMIC_RELAXED);
+            sum = sat ? sat_add(sum, v) : sum + v;
+        }
+    }
+    return sum;
+}
+
 /* pend_add - add one prefix's delta to a shared table
  *
  * Returns 0, or ENOSPC when every slot was probed (the count then
@@ -1458,45 +1651,13 @@ pend_add(struct pend_tab *t, struct pslot *tab, uint32_t *list,
          uint64_t slots, size_t i, const uint8_t *key, size_t klen, int ev,
          uint64_t n)
 {
-    size_t probes;
-    struct pslot *s;
-    uint32_t state, spins;
-    uint64_t idx;
+    struct pslot *s = (struct pslot *) (void *) slot_find(
+        (uint8_t *) tab, sizeof(*tab), &t->used, list, slots, i, key, klen);
 
-    for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
-        s = &tab[i];
-        state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-        if (state == 0) {
-            /* Listed before it is claimed: a writer killed in between
-             * leaves an extra entry, never a slot missing from the
-             * list.  Past the list's end, a full clear (pend_reset). */
-            idx = __atomic_fetch_add(&t->used, 1, __ATOMIC_RELAXED);
-            if (idx < slots)
-                __atomic_store_n(&list[idx], (uint32_t) i,
-                                 __ATOMIC_RELAXED);
-            if (__atomic_compare_exchange_n(&s->state, &state, 1, 0,
-                                            __ATOMIC_ACQUIRE,
-                                            __ATOMIC_ACQUIRE)) {
-                s->klen = (uint8_t) klen;
-                memcpy(s->key, key, klen);
-                __atomic_store_n(&s->state, 2, __ATOMIC_RELEASE);
-                pslot_add(&s->d[ev], n);
-                return 0;
-            }
-        }
-        /* Claiming takes a few stores: spin, then yield to a claimer
-         * that may have lost its processor. */
-        for (spins = 0; state == 1 && spins < CLAIM_SPINS; spins++) {
-            if (spins >= 64)
-                sched_yield();
-            state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-        }
-        if (state == 2 && s->klen == klen && memcmp(s->key, key, klen) == 0) {
-            pslot_add(&s->d[ev], n);
-            return 0;
-        }
-    }
-    return ENOSPC;
+    if (s == NULL)
+        return ENOSPC;
+    pslot_add(&s->d[ev], n);
+    return 0;
 }
 
 /* pend_get - a prefix's count of one event in a shared table: the sum of
@@ -1506,20 +1667,9 @@ static uint64_t
 pend_get(const struct pslot *tab, uint64_t slots, size_t i,
          const uint8_t *key, size_t klen, int ev)
 {
-    size_t probes;
-    const struct pslot *s;
-    uint64_t sum = 0;
-    uint32_t state;
-
-    for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
-        s = &tab[i];
-        state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-        if (state == 0)
-            break;
-        if (state == 2 && s->klen == klen && memcmp(s->key, key, klen) == 0)
-            sum = sat_add(sum, __atomic_load_n(&s->d[ev], __ATOMIC_RELAXED));
-    }
-    return sum;
+    return slot_sum((const uint8_t *) tab, sizeof(*tab), slots, i, key,
+                    klen, offsetof(struct pslot, d) + ev * sizeof(uint64_t),
+                    1);
 }
 
 /* pend_add_event - add one event at every prefix it counts under */
@@ -1547,6 +1697,22 @@ pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
                         klen, ev, n);
 }
 
+/* slots_clear - empty the claimed slots of a table */
+
+static void
+slots_clear(uint8_t *tab, size_t size, const uint32_t *list,
+            uint64_t *usedp, uint64_t slots)
+{
+    uint64_t used = __atomic_load_n(usedp, __ATOMIC_RELAXED), j;
+
+    if (used >= slots)
+        memset(tab, 0, slots * size);
+    else
+        for (j = 0; j < used; j++)
+            memset(tab + (list[j] & (slots - 1)) * size, 0, size);
+    __atomic_store_n(usedp, 0, __ATOMIC_RELAXED);
+}
+
 /* pend_reset - make table i ready for an epoch (under the writer lock)
  *
  * The table holds an applied epoch or nothing.  Queries that read it
@@ -1557,20 +1723,13 @@ pend_reset(struct batch *b, unsigned i, uint64_t epoch, int64_t time)
 {
     struct pend_tab *t = &b->ph->tab[i];
 
-    struct pslot *tab = pend_table(b, i);
-    const uint32_t *list = pend_list(b, i);
-    uint64_t used, j, slots = b->ph->slots;
-
     if (__atomic_load_n(&t->gen, __ATOMIC_ACQUIRE) != 2 * epoch) {
         __atomic_store_n(&t->gen, 2 * epoch - 1, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        used = __atomic_load_n(&t->used, __ATOMIC_RELAXED);
-        if (used >= slots)
-            memset(tab, 0, slots * sizeof(*tab));
-        else
-            for (j = 0; j < used; j++)
-                memset(&tab[list[j] & (slots - 1)], 0, sizeof(*tab));
-        __atomic_store_n(&t->used, 0, __ATOMIC_RELAXED);
+        slots_clear((uint8_t *) pend_table(b, i), sizeof(struct pslot),
+                    pend_list(b, i), &t->used, b->ph->slots);
+        slots_clear((uint8_t *) pend_stable(b, i), sizeof(struct sslot),
+                    pend_slist(b, i), &t->sused, pend_sslots(b->ph));
     }
     __atomic_store_n(&t->first_ms, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&t->time, time, __ATOMIC_RELAXED);
@@ -1919,6 +2078,92 @@ flush_moved_on(struct ina_store *st, MDB_txn *txn, struct batch *b,
     return 1;
 }
 
+/* One owner's buffered sessions, for merging. */
+struct sdelta {
+    uint8_t klen;
+    uint8_t key[OKEY_MAX];
+    int64_t d;
+};
+
+static int
+u32_cmp(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *) x, b = *(const uint32_t *) y;
+
+    return a < b ? -1 : a > b;
+}
+
+static int
+sdelta_cmp(const void *x, const void *y)
+{
+    const struct sdelta *a = x, *b = y;
+
+    return key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+/* pend_apply_sessions - apply an epoch's buffered sessions
+ *
+ * Only the owner slots count: each process's deltas of one (service,
+ * host), merged across the slots the key may have, in key order, so
+ * that session_apply sees the net of what the process did.  The gauge
+ * slots were only for queries. */
+
+static int
+pend_apply_sessions(struct ina_store *st, MDB_txn *txn, struct batch *b,
+                    unsigned ti)
+{
+    const struct sslot *tab = pend_stable(b, ti), *s;
+    const uint32_t *list = pend_slist(b, ti);
+    uint64_t ss = pend_sslots(b->ph), used, m, j;
+    struct sdelta *v = NULL;
+    uint32_t *idx = NULL;
+    size_t n = 0, i, k;
+    int64_t d;
+    int rc = 0;
+
+    used = __atomic_load_n(&b->ph->tab[ti].sused, __ATOMIC_ACQUIRE);
+    if (used == 0)
+        return 0;
+    m = used >= ss ? ss : used;
+    if ((idx = malloc(m * sizeof(*idx))) == NULL
+        || (v = malloc(m * sizeof(*v))) == NULL) {
+        free(idx);
+        return ENOMEM;
+    }
+    /* The list may name a slot twice, or one never claimed. */
+    for (j = 0; j < m; j++)
+        idx[j] = used >= ss ? (uint32_t) j
+                            : __atomic_load_n(&list[j], __ATOMIC_RELAXED)
+                                  & (uint32_t) (ss - 1);
+    qsort(idx, m, sizeof(*idx), u32_cmp);
+    for (j = 0; j < m; j++) {
+        if (j > 0 && idx[j] == idx[j - 1])
+            continue;
+        s = &tab[idx[j]];
+        if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 2
+            || s->klen < 2 || s->klen > SSKEY_MAX
+            || s->key[0] != SESSION_OWNER)
+            continue;
+        if ((d = __atomic_load_n(&s->d, __ATOMIC_RELAXED)) == 0)
+            continue;
+        v[n].klen = (uint8_t) (s->klen - 1);
+        memcpy(v[n].key, s->key + 1, v[n].klen);
+        v[n].d = d;
+        n++;
+    }
+    qsort(v, n, sizeof(*v), sdelta_cmp);
+    for (i = 0; i < n && rc == 0; i = k) {
+        d = v[i].d;
+        for (k = i + 1; k < n && sdelta_cmp(&v[i], &v[k]) == 0; k++)
+            d = (int64_t) ((uint64_t) d + (uint64_t) v[k].d);
+        if (d != 0)
+            rc = session_apply(st, txn, v[i].key, v[i].klen, d);
+    }
+    free(idx);
+    free(v);
+    return rc;
+}
+
 /* flush_txn - apply every journal's entries up to the previous epoch
  *
  * In the flush's write transaction, so one at a time.  If the previous
@@ -1961,6 +2206,8 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
          * windows than its table's, or a journal holds an entry whose
          * writer died before adding it. */
         if (__atomic_load_n(&ph->tab[cur & 1].used, __ATOMIC_RELAXED) == 0
+            && __atomic_load_n(&ph->tab[cur & 1].sused, __ATOMIC_RELAXED)
+                   == 0
             && (a->time < 0
                 || same_windows(st, a->time,
                                 __atomic_load_n(&ph->tab[cur & 1].time,
@@ -2016,6 +2263,10 @@ flush_txn(struct ina_store *st, MDB_txn *txn, void *argp)
             rc = batch_gone(&st->gone, &st->ngone, path);
         }
     }
+    /* A map too full for the counts has no room for sessions either: a
+     * dropped open is owned by none, and its close then moves nothing. */
+    if (rc == 0 && !a->drop)
+        rc = pend_apply_sessions(st, txn, b, (unsigned) (upto & 1));
     if (rc == 0)
         rc = pend_put_applied(st, txn, ph, upto);
     if (rc == 0)
@@ -2158,7 +2409,60 @@ batch_is_due(const struct ina_store *st, const struct pend_hdr *ph)
     if (first == 0)
         return 0;
     return __atomic_load_n(&t->used, __ATOMIC_RELAXED) >= ph->slots / 4
+           || __atomic_load_n(&t->sused, __ATOMIC_RELAXED)
+                  >= pend_sslots(ph) / 4
            || mono_ms() >= first + st->conf->flush_delay;
+}
+
+/* batch_writer - the batch of a process that adds to the tables: the
+ * pending file mapped for writing, and its journal */
+
+static int
+batch_writer(struct ina_store *st, struct batch **out)
+{
+    struct batch *b = batch_get(st);
+    int rc;
+
+    if ((*out = b) == NULL)
+        return ENOMEM;
+    if (b->ph != NULL && !b->pwritable) {
+        /* Mapped read-only by a query before: a writer needs it whole. */
+        munmap(b->ph, b->pmaplen);
+        b->ph = NULL;
+    }
+    if (b->ph == NULL && (rc = pend_map(st, b, 1)) != 0)
+        return rc;
+    if (b->hdr == NULL && (rc = batch_open_journal(st)) != 0)
+        return rc;
+    return 0;
+}
+
+/* epoch_join - mark the process as adding to epoch cur, in its journal's
+ * header, for flush_wait; 0 (unmarked) if cur is no longer current */
+
+static int
+epoch_join(struct batch *b, uint64_t cur)
+{
+    __atomic_store_n(&b->hdr->active, cur, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&b->ph->epoch, __ATOMIC_SEQ_CST) == cur)
+        return 1;
+    __atomic_store_n(&b->hdr->active, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* epoch_leave - done adding to table t: start its flush deadline if this
+ * was its first event */
+
+static void
+epoch_leave(struct batch *b, struct pend_tab *t)
+{
+    uint64_t first;
+
+    __atomic_store_n(&b->hdr->active, 0, __ATOMIC_RELEASE);
+    if ((first = __atomic_load_n(&t->first_ms, __ATOMIC_RELAXED)) == 0)
+        (void) __atomic_compare_exchange_n(&t->first_ms, &first, mono_ms(),
+                                           0, __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED);
 }
 
 /* batch_record_locked - journal one event, add it to the current table
@@ -2171,24 +2475,15 @@ static int
 batch_record_locked(struct ina_store *st, enum ina_event ev,
                     const struct ina_cidr *addr, uint64_t n)
 {
-    struct batch *b = batch_get(st);
+    struct batch *b;
     struct journal_ent *e;
     struct pend_hdr *ph;
     struct pend_tab *t;
-    uint64_t tail, cur, hint, now_ms, first;
+    uint64_t tail, cur, hint;
     int64_t now;
     int rc, tries;
 
-    if (b == NULL)
-        return ENOMEM;
-    if (b->ph != NULL && !b->pwritable) {
-        /* Mapped read-only by a query before: a writer needs it whole. */
-        munmap(b->ph, b->pmaplen);
-        b->ph = NULL;
-    }
-    if (b->ph == NULL && (rc = pend_map(st, b, 1)) != 0)
-        return rc;
-    if (b->hdr == NULL && (rc = batch_open_journal(st)) != 0)
+    if ((rc = batch_writer(st, &b)) != 0)
         return rc;
     ph = b->ph;
     now = st->clock(st->clock_arg);
@@ -2214,10 +2509,8 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
                 return rc;
             continue;
         }
-        __atomic_store_n(&b->hdr->active, cur, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&ph->epoch, __ATOMIC_SEQ_CST) == cur)
+        if (epoch_join(b, cur))
             break;
-        __atomic_store_n(&b->hdr->active, 0, __ATOMIC_RELEASE);
     }
     tail = b->hdr->tail;
     e = &b->ent[tail % b->hdr->capacity];
@@ -2230,13 +2523,7 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
     __atomic_store_n(&b->hdr->tail, tail + 1, __ATOMIC_RELEASE);
     pend_add_event(st, b, (unsigned) (cur & 1), (int) ev, addr->family,
                    addr->addr, n);
-    __atomic_store_n(&b->hdr->active, 0, __ATOMIC_RELEASE);
-    if ((first = __atomic_load_n(&t->first_ms, __ATOMIC_RELAXED)) == 0) {
-        now_ms = mono_ms();
-        (void) __atomic_compare_exchange_n(&t->first_ms, &first, now_ms, 0,
-                                           __ATOMIC_RELAXED,
-                                           __ATOMIC_RELAXED);
-    }
+    epoch_leave(b, t);
     if (batch_is_due(st, ph))
         return batch_flush_locked(st, 0, -1, 0);
     return 0;
@@ -2273,32 +2560,35 @@ batch_due(struct ina_store *st)
     return rc;
 }
 
-/* batch_pending - the pending count of one counter key, for a snapshot
- *
- * The tables of the epochs after the one the snapshot applied, if they
- * hold the key's window.  Returns 0 with *n set, or EAGAIN when the
- * snapshot is older than both tables or they kept changing: the caller
- * renews its snapshot and asks again. */
+/* What a query asks of the shared tables: a counter key's count of one
+ * event in its window, or a session key's net delta. */
+struct pend_ask {
+    const uint8_t *key;        /* as the tables hold it */
+    size_t klen;
+    int sess;                  /* of the session tables */
+    int ev;                    /* counters: the event */
+    uint32_t width, win;       /* counters: the key's window */
+};
 
-int
-batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
-              size_t klen, int ev, uint64_t *n)
+/* pend_read - the pending sum of a key for a snapshot
+ *
+ * The tables of the epochs after the one the snapshot applied (for a
+ * counter, if they hold the key's window).  Returns 0 with *n set, or
+ * EAGAIN when the snapshot is older than both tables or they kept
+ * changing: the caller renews its snapshot and asks again. */
+
+static int
+pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
+          uint64_t *n)
 {
     struct batch *b;
     struct pend_hdr *ph;
-    uint64_t g[2], k[2], applied, sum, id;
-    uint32_t width, win;
+    uint64_t g[2], k[2], applied, sum, id, x, used;
     int tries, rc = EAGAIN, probe[2];
     unsigned i;
     size_t at;
 
     *n = 0;
-    if (klen <= 8 || klen - 8 > PKEY_MAX)
-        return 0;
-    width = (uint32_t) be_get(key, 4);
-    win = (uint32_t) be_get(key + 4, 4);
-    if (width == 0)
-        return 0;
     pthread_mutex_lock(&st->env->block);
     if ((b = batch_get(st)) == NULL || (ph = pend_reader(st, b, txn)) == NULL) {
         pthread_mutex_unlock(&st->env->block);
@@ -2310,7 +2600,8 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
         b->snap_txn = id;
     }
     applied = b->snap_epoch;
-    at = pkey_home(key + 8, klen - 8, ph->slots);
+    at = q->sess ? skey_home(q->key, q->klen, pend_sslots(ph))
+                 : pkey_home(q->key, q->klen, ph->slots);
     for (tries = 0; tries < 64; tries++) {
         g[0] = __atomic_load_n(&ph->tab[0].gen, __ATOMIC_ACQUIRE);
         g[1] = __atomic_load_n(&ph->tab[1].gen, __ATOMIC_ACQUIRE);
@@ -2328,22 +2619,34 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
          * only after the coverage check above: an empty table may be one
          * made ready again after the epoch an old snapshot lacks. */
         for (i = 0; i < 2; i++) {
-            probe[i] = k[i] > applied && !(g[i] & 1)
-                       && __atomic_load_n(&ph->tab[i].used,
-                                          __ATOMIC_ACQUIRE) > 0
-                       && (uint32_t) (__atomic_load_n(&ph->tab[i].time,
-                                                      __ATOMIC_RELAXED)
-                                      / width)
-                              == win;
+            used = __atomic_load_n(q->sess ? &ph->tab[i].sused
+                                           : &ph->tab[i].used,
+                                   __ATOMIC_ACQUIRE);
+            probe[i] = k[i] > applied && !(g[i] & 1) && used > 0
+                       && (q->sess
+                           || (uint32_t) (__atomic_load_n(&ph->tab[i].time,
+                                                          __ATOMIC_RELAXED)
+                                          / q->width)
+                                  == q->win);
             /* Both slots asked for before either is read: the misses
              * overlap. */
-            if (probe[i])
+            if (probe[i] && !q->sess)
                 __builtin_prefetch(&pend_table(b, i)[at], 0, 3);
         }
-        for (i = 0; i < 2; i++)
-            if (probe[i])
-                sum = sat_add(sum, pend_get(pend_table(b, i), ph->slots, at,
-                                            key + 8, klen - 8, ev));
+        for (i = 0; i < 2; i++) {
+            if (!probe[i])
+                continue;
+            if (q->sess) {
+                x = slot_sum((const uint8_t *) pend_stable(b, i),
+                             sizeof(struct sslot), pend_sslots(ph), at,
+                             q->key, q->klen, offsetof(struct sslot, d), 0);
+                sum += x;
+            } else {
+                x = pend_get(pend_table(b, i), ph->slots, at, q->key,
+                             q->klen, q->ev);
+                sum = sat_add(sum, x);
+            }
+        }
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&ph->tab[0].gen, __ATOMIC_RELAXED) == g[0]
             && __atomic_load_n(&ph->tab[1].gen, __ATOMIC_RELAXED) == g[1]) {
@@ -2356,28 +2659,189 @@ batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
     return rc;
 }
 
-/* batch_has_pending - may some process hold events not in the tree? */
+/* batch_pending - the pending count of one counter key, for a snapshot
+ * (pend_read) */
 
 int
-batch_has_pending(struct ina_store *st)
+batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
+              size_t klen, int ev, uint64_t *n)
+{
+    struct pend_ask q;
+
+    *n = 0;
+    if (klen <= 8 || klen - 8 > PKEY_MAX)
+        return 0;
+    memset(&q, 0, sizeof(q));
+    q.key = key + 8;
+    q.klen = klen - 8;
+    q.ev = ev;
+    q.width = (uint32_t) be_get(key, 4);
+    q.win = (uint32_t) be_get(key + 4, 4);
+    if (q.width == 0)
+        return 0;
+    return pend_read(st, txn, &q, n);
+}
+
+/* session_ask - the table key of a session key of a kind */
+
+static size_t
+session_ask(uint8_t *to, int kind, const uint8_t *key, size_t klen)
+{
+    to[0] = (uint8_t) kind;
+    memcpy(to + 1, key, klen);
+    return klen + 1;
+}
+
+/* batch_session_pending - the net buffered delta of a session gauge key
+ * (gauge) or of an owner key (else), for a snapshot: EAGAIN as
+ * batch_pending */
+
+int
+batch_session_pending(struct ina_store *st, MDB_txn *txn, int gauge,
+                      const uint8_t *key, size_t klen, int64_t *d)
+{
+    uint8_t k[SSKEY_MAX];
+    struct pend_ask q;
+    uint64_t x;
+    int rc;
+
+    *d = 0;
+    if (klen + 1 > SSKEY_MAX)
+        return 0;
+    memset(&q, 0, sizeof(q));
+    q.klen = session_ask(k, gauge ? SESSION_GAUGE : SESSION_OWNER, key,
+                         klen);
+    q.key = k;
+    q.sess = 1;
+    if ((rc = pend_read(st, txn, &q, &x)) == 0)
+        *d = (int64_t) x;
+    return rc;
+}
+
+/* session_add - add one delta to a session table; 0 when it found no
+ * slot */
+
+static int
+session_add(struct batch *b, unsigned ti, int kind, const uint8_t *key,
+            size_t klen, int64_t d)
+{
+    uint8_t k[SSKEY_MAX];
+    uint64_t ss = pend_sslots(b->ph);
+    struct sslot *s;
+    size_t n = session_ask(k, kind, key, klen);
+
+    s = (struct sslot *) (void *) slot_find(
+        (uint8_t *) pend_stable(b, ti), sizeof(*s), &b->ph->tab[ti].sused,
+        pend_slist(b, ti), ss, skey_home(k, n, ss), k, n);
+    if (s == NULL)
+        return 0;
+    (void) __atomic_fetch_add(&s->d, d, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* batch_session - buffer one process's session open or close
+ *
+ * okey is its owner key, gkey its gauge keys (ng of them, SKEY_MAX bytes
+ * apart, glen long).  The owner delta goes first: it is what the flush
+ * applies, so a writer killed between the adds leaves the queries a
+ * partial delta until its epoch is applied, and the tree none.  Returns
+ * EAGAIN when the tables kept filling: the caller then flushes and
+ * writes the session itself. */
+
+int
+batch_session(struct ina_store *st, const uint8_t *okey, size_t oklen,
+              const uint8_t *gkey, const size_t *glen, size_t ng, int d)
 {
     struct batch *b;
     struct pend_hdr *ph;
+    struct pend_tab *t;
     uint64_t cur;
-    int r;
+    unsigned ti;
+    size_t i;
+    int rc, tries;
+
+    pthread_mutex_lock(&st->env->block);
+    if ((rc = batch_writer(st, &b)) != 0)
+        goto out;
+    ph = b->ph;
+    for (tries = 0;; tries++) {
+        cur = __atomic_load_n(&ph->epoch, __ATOMIC_ACQUIRE);
+        t = &ph->tab[cur & 1];
+        ti = (unsigned) (cur & 1);
+        if (__atomic_load_n(&t->sused, __ATOMIC_RELAXED) + 1 + ng
+            < pend_sslots(ph) / 2) {
+            if (!epoch_join(b, cur))
+                continue;
+            if (session_add(b, ti, SESSION_OWNER, okey, oklen, d))
+                break;
+            __atomic_store_n(&b->hdr->active, 0, __ATOMIC_RELEASE);
+        }
+        if (tries >= 3) {
+            rc = EAGAIN;
+            goto out;
+        }
+        if ((rc = batch_flush_locked(st, 1, -1, 0)) != 0)
+            goto out;
+    }
+    for (i = 0; i < ng; i++)
+        (void) session_add(b, ti, SESSION_GAUGE, gkey + i * SKEY_MAX,
+                           glen[i], d);
+    b->sess_epoch = cur;
+    /* A due flush is left to the next record or query (every entry
+     * point starts one): a session call waits for the writer lock only
+     * when the tables are full. */
+    epoch_leave(b, t);
+out:
+    pthread_mutex_unlock(&st->env->block);
+    return rc;
+}
+
+/* pend_has - may some process hold events or sessions (or, with
+ * sessions, sessions only) not in the tree? */
+
+static int
+pend_has(struct ina_store *st, int sessions)
+{
+    struct batch *b;
+    struct pend_hdr *ph;
+    const struct pend_tab *t;
+    uint64_t cur;
+    int r = 0;
 
     pthread_mutex_lock(&st->env->block);
     b = batch_get(st);
     ph = b != NULL ? pend_reader(st, b, NULL) : NULL;
-    if (ph == NULL) {
-        r = 0;
-    } else {
+    if (ph != NULL) {
         cur = __atomic_load_n(&ph->epoch, __ATOMIC_ACQUIRE);
-        r = __atomic_load_n(&ph->tab[cur & 1].used, __ATOMIC_RELAXED) > 0
-            || __atomic_load_n(&ph->applied, __ATOMIC_RELAXED) + 1 < cur;
+        t = &ph->tab[cur & 1];
+        r = __atomic_load_n(&t->sused, __ATOMIC_RELAXED) > 0
+            || (!sessions && __atomic_load_n(&t->used, __ATOMIC_RELAXED) > 0);
+        /* An epoch before the current one not applied yet. */
+        if (!r && __atomic_load_n(&ph->applied, __ATOMIC_RELAXED) + 1 < cur)
+            r = !sessions
+                || __atomic_load_n(&ph->tab[(cur - 1) & 1].sused,
+                                   __ATOMIC_RELAXED)
+                       > 0;
     }
     pthread_mutex_unlock(&st->env->block);
     return r;
+}
+
+/* batch_has_pending - may some process hold events or sessions not in
+ * the tree? */
+
+int
+batch_has_pending(struct ina_store *st)
+{
+    return pend_has(st, 0);
+}
+
+/* batch_has_sessions - may some process hold sessions not in the tree? */
+
+int
+batch_has_sessions(struct ina_store *st)
+{
+    return pend_has(st, 1);
 }
 
 /* batch_forget - drop the parent's batch in a child after fork
@@ -2418,7 +2882,11 @@ batch_retire(struct ina_store *st)
     pthread_mutex_lock(&st->env->block);
     b = st->env->batch;
     if (b != NULL && b->hdr != NULL) {
-        if (b->applied < b->hdr->tail)
+        /* Its buffered sessions too, which the journal does not hold. */
+        if (b->applied < b->hdr->tail
+            || (b->ph != NULL && b->sess_epoch
+                                     > __atomic_load_n(&b->ph->applied,
+                                                       __ATOMIC_RELAXED)))
             rc = batch_flush_locked(st, 1, -1, 0);
         if (rc == 0 && b->applied == b->hdr->tail) {
             unlink(b->path);

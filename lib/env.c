@@ -82,6 +82,7 @@ env_atfork_child(void)
         }
         pthread_mutex_init(&e->wlock, NULL);
         pthread_mutex_init(&e->block, NULL);
+        pthread_mutex_init(&e->slock, NULL);
         batch_forget(e);
     }
 }
@@ -480,6 +481,7 @@ env_acquire(const char *dir, const char *group, uint64_t map_size,
     e->refs = 1;
     pthread_mutex_init(&e->wlock, NULL);
     pthread_mutex_init(&e->block, NULL);
+    pthread_mutex_init(&e->slock, NULL);
     if ((rc = env_open_lmdb(e, errbuf, errlen)) != 0) {
         pthread_mutex_unlock(&env_lock);
         free(e->path);
@@ -563,6 +565,7 @@ env_release(struct env *e)
         mdb_env_close(e->env);
     pthread_mutex_destroy(&e->wlock);
     pthread_mutex_destroy(&e->block);
+    pthread_mutex_destroy(&e->slock);
     batch_forget(e);
     free(e->path);
     free(e->group);

@@ -490,6 +490,12 @@ int ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
  * be closed by the process that opened it.  Closing more sessions than are
  * open leaves the gauge at zero, never below.
  *
+ * With flush_delay > 0 (the default) the call is buffered as a record is:
+ * every process's ina_session_count() counts it as soon as it returns,
+ * and the store's tree gets it at the next flush.  It does not wait for
+ * the writer lock, unless it is the call that starts a flush that is due
+ * (as a record may be) or the shared tables are full.
+ *
  * Returns 0, INA_ERDONLY, INA_EBADSERVICE, INA_ENOFAMILY or an LMDB
  * code. */
 int ina_session_open(struct ina_store *st, const struct ina_cidr *addr,

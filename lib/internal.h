@@ -131,6 +131,7 @@ struct env {
     MDB_env *env;             /* NULL in a child until env_check() */
     pthread_mutex_t wlock;    /* one write transaction per process */
     pthread_mutex_t block;    /* guards batch */
+    pthread_mutex_t slock;    /* one session open or close (session.c) */
     struct batch *batch;      /* the process's buffered events (batch.c) */
     MDB_dbi meta, counts, sessions, owners;
     /* The sync agent's tables (cluster.c); has_cluster is 0 when a
@@ -259,6 +260,8 @@ uint64_t cluster_data_pages(struct ina_store *st, MDB_txn *txn);
 /* session.c */
 
 int session_reap_txn(struct ina_store *st, MDB_txn *txn, uint64_t *reaped);
+int session_apply(struct ina_store *st, MDB_txn *txn, const uint8_t *okey,
+                  size_t klen, int64_t delta);
 uint64_t session_proc_start(pid_t pid);
 int session_alive(pid_t pid, uint64_t start);
 
@@ -284,6 +287,11 @@ int batch_due(struct ina_store *st);
 int batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
                   size_t klen, int ev, uint64_t *n);
 int batch_has_pending(struct ina_store *st);
+int batch_has_sessions(struct ina_store *st);
+int batch_session(struct ina_store *st, const uint8_t *okey, size_t oklen,
+                  const uint8_t *gkey, const size_t *glen, size_t ng, int d);
+int batch_session_pending(struct ina_store *st, MDB_txn *txn, int gauge,
+                          const uint8_t *key, size_t klen, int64_t *d);
 void batch_forget(struct env *e);
 int batch_retire(struct ina_store *st);
 int batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,

@@ -12,6 +12,13 @@
  * Comparing start times means a recycled pid neither keeps a dead
  * process's sessions alive nor makes a live one's vanish.
  *
+ * With flush_delay > 0 an open or close is buffered in the pending
+ * file's session tables (batch.c), so that it never waits behind a
+ * flush for the writer lock: every process counts it at once, and the
+ * next flush applies it to the owner record and, by what the record
+ * really moved, to the gauge (session_apply).  Reaping applies what is
+ * buffered first.
+ *
  * SPDX-License-Identifier: MIT
  */
 
@@ -28,6 +35,9 @@
 
 #include "inaudit.h"
 #include "internal.h"
+
+/* Snapshots a close's check renews, at most, while flushes pass it. */
+#define SESSION_RETRIES 8
 
 /* session_proc_start - start time of a process, in clock ticks since boot
  *
@@ -171,7 +181,139 @@ session_txn(struct ina_store *st, MDB_txn *txn, void *argp)
                              host, a->delta);
 }
 
-/* session_move - common part of ina_session_open and _close */
+/* session_apply - apply what one process buffered for one (service,
+ * host): delta to its owner record, never below zero, and to the gauge
+ * at every granularity what the record really moved
+ *
+ * In a flush, with okey as the process wrote it into the shared table
+ * (a key that is not an owner key is left alone).  The record moving
+ * less than delta is a close of sessions reaped or cleared after their
+ * open: the gauge lost them then. */
+
+int
+session_apply(struct ina_store *st, MDB_txn *txn, const uint8_t *okey,
+              size_t klen, int64_t delta)
+{
+    uint64_t before = 0, after, take;
+    unsigned slen, family;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int64_t move;
+    int rc;
+
+    if (klen < OKEY_HDR + 3 || delta == INT64_MIN)
+        return 0;
+    slen = okey[OKEY_HDR];
+    if (slen == 0 || slen > INA_SERVICE_MAX || klen < OKEY_HDR + 3 + slen)
+        return 0;
+    family = okey[OKEY_HDR + 1 + slen];
+    if ((family != 4 && family != 6)
+        || okey[OKEY_HDR + 2 + slen] != cidr_maxlen((int) family)
+        || klen != OKEY_HDR + 3 + slen + cidr_addrlen((int) family))
+        return 0;
+    k.mv_data = (void *) okey;
+    k.mv_size = klen;
+    rc = mdb_get(txn, st->env->owners, &k, &v);
+    if (rc == 0 && v.mv_size == sizeof(before))
+        memcpy(&before, v.mv_data, sizeof(before));
+    else if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (delta < 0) {
+        take = (uint64_t) -delta;
+        after = take >= before ? 0 : before - take;
+    } else {
+        after = sat_add(before, (uint64_t) delta);
+    }
+    if (after == before)
+        return 0;
+    move = after > before ? (int64_t) (after - before)
+                          : -(int64_t) (before - after);
+    if ((rc = mdb_cursor_open(txn, st->env->owners, &c)) != 0)
+        return rc;
+    rc = store_add_u64(c, okey, klen, move, NULL);
+    mdb_cursor_close(c);
+    if (rc != 0)
+        return rc;
+    return session_gauge_add(st, txn, (const char *) okey + OKEY_HDR + 1,
+                             slen, (int) family, okey + OKEY_HDR + 3 + slen,
+                             move);
+}
+
+/* session_owned - the sessions this process holds for a (service, host):
+ * its owner record and what it buffered since */
+
+static int
+session_owned(struct ina_store *st, const uint8_t *okey, size_t klen,
+              uint64_t *owned)
+{
+    uint64_t stored;
+    int64_t d;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int rc, tries;
+
+    for (tries = 0;; tries++) {
+        if ((rc = store_read_begin(st, &txn)) != 0)
+            return rc;
+        stored = 0;
+        k.mv_data = (void *) okey;
+        k.mv_size = klen;
+        rc = mdb_get(txn, st->env->owners, &k, &v);
+        if (rc == 0 && v.mv_size == sizeof(stored))
+            memcpy(&stored, v.mv_data, sizeof(stored));
+        if (rc == 0 || rc == MDB_NOTFOUND)
+            rc = batch_session_pending(st, txn, 0, okey, klen, &d);
+        store_read_end(st);
+        if (rc != EAGAIN || tries >= SESSION_RETRIES)
+            break;
+    }
+    if (rc == 0)
+        *owned = d < 0 && (uint64_t) -d >= stored ? 0
+                                                  : stored + (uint64_t) d;
+    return rc;
+}
+
+/* session_buffered - open or close a session through the shared tables
+ *
+ * What a flush applies is the owner record's delta; what queries add
+ * until then is the gauges'.  Returns EAGAIN when the tables kept
+ * filling. */
+
+static int
+session_buffered(struct ina_store *st, const struct session_arg *a)
+{
+    uint8_t okey[OKEY_MAX], gkey[INA_MAX_PREFIXES][SKEY_MAX], addr[16];
+    size_t glen[INA_MAX_PREFIXES], oklen, np, i;
+    unsigned alen = cidr_addrlen(a->addr->family);
+    const uint8_t *list;
+    uint64_t owned;
+    int rc;
+
+    oklen = session_okey(okey, st->pid, st->pstart, a->service, a->slen,
+                         a->addr->family, a->addr->addr);
+    if (a->delta < 0) {
+        /* Close only what this process holds (as session_txn). */
+        if ((rc = session_owned(st, okey, oklen, &owned)) != 0)
+            return rc;
+        if (owned == 0)
+            return 0;
+    }
+    np = store_prefixes(st->conf, a->addr->family, &list);
+    for (i = 0; i < np; i++) {
+        memcpy(addr, a->addr->addr, alen);
+        cidr_mask(addr, alen, list[i]);
+        glen[i] = store_skey(gkey[i], a->service, a->slen, a->addr->family,
+                             list[i], addr);
+    }
+    return batch_session(st, okey, oklen, &gkey[0][0], glen, np, a->delta);
+}
+
+/* session_move - common part of ina_session_open and _close
+ *
+ * Buffered like the records (flush_delay 0: a transaction each), so that
+ * a session call never waits for the writer lock behind a flush.  One
+ * call at a time in a process (env->slock): a close's check and its
+ * delta must not interleave with another close of the same session. */
 
 static int
 session_move(struct ina_store *st, const struct ina_cidr *addr,
@@ -197,7 +339,15 @@ session_move(struct ina_store *st, const struct ina_cidr *addr,
     a.delta = delta;
     if ((rc = store_enter(st)) != 0)
         return rc;
-    rc = store_write(st, session_txn, &a);
+    pthread_mutex_lock(&st->env->slock);
+    /* Written directly when the tables kept filling, after what this
+     * process buffered before: session_txn reads the owner record from
+     * the tree. */
+    if (st->conf->flush_delay == 0
+        || ((rc = session_buffered(st, &a)) == EAGAIN
+            && (rc = batch_flush(st)) == 0))
+        rc = store_write(st, session_txn, &a);
+    pthread_mutex_unlock(&st->env->slock);
     store_leave(st);
     return rc;
 }
@@ -446,7 +596,17 @@ ina_reap(struct ina_store *st, uint64_t *reaped)
         return INA_ERDONLY;
     if ((rc = store_enter(st)) != 0)
         return rc;
-    rc = store_write(st, reap_txn, &n);
+    /* Sessions buffered by dead processes are applied first, to be
+     * reaped here and counted: not by the flush's own periodic pass. */
+    if (batch_has_sessions(st)) {
+        int64_t due = st->next_reap;
+
+        st->next_reap = INT64_MAX;
+        rc = batch_flush(st);
+        st->next_reap = due;
+    }
+    if (rc == 0)
+        rc = store_write(st, reap_txn, &n);
     store_leave(st);
     if (reaped != NULL)
         *reaped = rc == 0 ? n : 0;

@@ -1349,9 +1349,10 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
     unsigned gran, alen;
     size_t slen, pfxlen;
     uint64_t sum = 0;
+    int64_t d;
     MDB_cursor *cc, *sc;
     MDB_txn *txn;
-    int rc, cluster;
+    int rc, cluster, tries;
 
     *count = 0;
     if (service == NULL)
@@ -1386,10 +1387,28 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
     if ((rc = store_enter(st)) != 0)
         return err_set(errbuf, errlen, rc, "store %s: %s", st->conf->store,
                        ina_strerror(rc));
-    if ((rc = store_read_begin(st, &txn)) == 0
-        && (rc = store_read_sessions(st, &sc)) == 0) {
-        rc = store_sum(sc, pfx, pfxlen, lo, hi, alen,
-                       gran == block->plen, 0, &sum);
+    /* Buffered sessions (every process's) count at once, as pending
+     * events do: one gauge adds them from the shared tables, a range
+     * query applies them first. */
+    if ((rc = batch_due(st)) == 0 && gran != block->plen
+        && batch_has_sessions(st))
+        rc = batch_flush(st);
+    for (tries = 0; rc == 0 && (rc = store_read_begin(st, &txn)) == 0;
+         tries++) {
+        sum = 0;
+        if ((rc = store_read_sessions(st, &sc)) == 0)
+            rc = store_sum(sc, pfx, pfxlen, lo, hi, alen,
+                           gran == block->plen, 0, &sum);
+        if (rc == 0 && gran == block->plen
+            && (rc = batch_session_pending(st, txn, 1, pfx, pfxlen + alen,
+                                           &d)) == 0)
+            sum = d < 0 && (uint64_t) -d >= sum ? 0 : sum + (uint64_t) d;
+        if (rc != EAGAIN || tries >= STORE_RETRIES)
+            break;
+        store_read_end(st);
+        rc = 0;
+    }
+    if (rc == 0 || rc == EAGAIN) {
         if (rc == 0 && cluster && (rc = cluster_cursor(st, txn, 1, &cc)) == 0
             && cc != NULL) {
             rc = cluster_sum(cc, pfx, pfxlen, lo, hi, alen, 0, &sum);

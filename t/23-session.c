@@ -27,22 +27,6 @@
 #include "tap/inatest.h"
 #include "internal.h"
 
-/* sessions - the SMTP gauge of a block */
-
-static uint64_t
-sessions(struct ina_store *st, const char *cidr)
-{
-    struct ina_cidr c = test_addr(cidr);
-    uint64_t n;
-    char err[256];
-
-    if (ina_session_count(st, &c, NULL, &n, err, sizeof(err)) != 0) {
-        diag("%s", err);
-        return UINT64_MAX;
-    }
-    return n;
-}
-
 /* plant - an owner record and its gauges, as a process would leave them */
 
 static void
@@ -149,15 +133,15 @@ main(void)
            "owner records planted");
 
     st = test_open(conf);
-    is_uint(2, sessions(st, "192.0.2.1"),
+    is_uint(2, test_sessions(st, "192.0.2.1"),
             "the live opener's 2 sessions are kept");
-    is_uint(0, sessions(st, "192.0.2.2"),
+    is_uint(0, test_sessions(st, "192.0.2.2"),
             "a recycled pid (same number, other start) is reaped");
-    is_uint(0, sessions(st, "192.0.2.3"), "a free pid's 4 are reaped");
-    is_uint(5, sessions(st, "192.0.2.4"),
+    is_uint(0, test_sessions(st, "192.0.2.3"), "a free pid's 4 are reaped");
+    is_uint(5, test_sessions(st, "192.0.2.4"),
             "a live other process's 5 are kept");
-    is_uint(7, sessions(st, "192.0.2.0/24"), "the /24 gauge is 2 + 5");
-    is_uint(7, sessions(st, "192.0.0.0/16"), "and the /16 too");
+    is_uint(7, test_sessions(st, "192.0.2.0/24"), "the /24 gauge is 2 + 5");
+    is_uint(7, test_sessions(st, "192.0.0.0/16"), "and the /16 too");
     is_int(0, ina_store_stat(st, &s), "stat");
     is_uint(7, s.reaped, "stat counts 7 reaped sessions");
 
@@ -172,18 +156,18 @@ main(void)
         _exit(0);
     }
     waitpid(pid, &status, 0);
-    is_uint(6, sessions(st, "198.51.100.7"),
+    is_uint(6, test_sessions(st, "198.51.100.7"),
             "a child left 6 sessions open and exited");
     is_int(0, ina_reap(st, &reaped), "reap");
     is_uint(6, reaped, "6 reaped");
-    is_uint(0, sessions(st, "198.51.100.0/24"), "its gauge is 0");
+    is_uint(0, test_sessions(st, "198.51.100.0/24"), "its gauge is 0");
     is_int(0, ina_reap(st, &reaped), "reap again");
     is_uint(0, reaped, "nothing more to reap");
-    is_uint(2, sessions(st, "192.0.2.1"), "ours are still there");
+    is_uint(2, test_sessions(st, "192.0.2.1"), "ours are still there");
     c = test_addr("192.0.2.1");
     is_int(0, ina_session_close(st, &c, NULL), "close ours");
     is_int(0, ina_session_close(st, &c, NULL), "both");
-    is_uint(5, sessions(st, "192.0.2.0/24"),
+    is_uint(5, test_sessions(st, "192.0.2.0/24"),
             "the /24 holds pid 1's 5 only");
     ina_store_close(st);
     ina_conf_free(conf);

@@ -85,10 +85,10 @@ like "$probes" '^[1-9][0-9]* [1-9][0-9]* $' \
     "both runs report their probes ($probes)"
 is "$first" "$probes" \
     "every probe was seen by the reader's first query after its record"
-# Sessions are not buffered: the paced run times their calls.
+# The paced run times session calls, buffered like the records.
 like "$(cat "$tmp/vis")" '^  sessions at half speed \([1-9][0-9]*, one a millisecond by a process of its own; each call$' \
     "the paced run times session calls"
-like "$(cat "$tmp/vis")" '^    a write transaction of its own\): open p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s;$' \
+like "$(cat "$tmp/vis")" '^    buffered in the shared tables\): open p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s;$' \
     "...opens as percentiles"
 like "$(cat "$tmp/vis")" '^    close p50 [0-9.]+ [nmu]?s, p99 [0-9.]+ [nmu]?s, at most [0-9.]+ [nmu]?s$' \
     "...and closes"

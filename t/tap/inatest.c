@@ -78,6 +78,22 @@ test_open(const struct ina_conf *conf)
     return st;
 }
 
+/* test_sessions - the SMTP sessions open from a block, or UINT64_MAX */
+
+uint64_t
+test_sessions(struct ina_store *st, const char *cidr)
+{
+    struct ina_cidr c = test_addr(cidr);
+    uint64_t n;
+    char err[256];
+
+    if (ina_session_count(st, &c, NULL, &n, err, sizeof(err)) != 0) {
+        diag("%s", err);
+        return UINT64_MAX;
+    }
+    return n;
+}
+
 /* test_journals - the journal files in a store directory, or -1 */
 
 int

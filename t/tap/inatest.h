@@ -25,6 +25,10 @@ struct ina_cidr test_addr(const char *text);
 /* A clock the test moves by hand: pass &clock as the argument. */
 int64_t test_clock(void *arg);
 
+/* The SMTP sessions open from a block (ina_session_count), or
+ * UINT64_MAX after a diagnostic. */
+uint64_t test_sessions(struct ina_store *st, const char *cidr);
+
 /* The journal files (journal.*) in a store directory, or -1. */
 int test_journals(const char *dir);
 

@@ -1,0 +1,346 @@
+/* 28-session-batch.c - sessions buffered in the shared tables
+ *
+ * A session open or close goes into the pending file's session tables,
+ * as a record goes into its counter tables: every process counts it at
+ * once, the tree gets it at the next flush, and no session call waits
+ * for the writer lock.  Shown here: what the tree holds before and after
+ * a flush, that a close takes only the caller's own sessions, calls made
+ * while another process holds the writer lock, a SIGKILLed process's
+ * buffered opens and closes, and a pending file of an older version.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "tap/basic.h"
+#include "tap/inatest.h"
+#include "internal.h"
+
+/* child_txn - a transaction in an LMDB environment of a forked child's
+ * own on the store (the library's is closed in a child), or _exit(255) */
+
+static MDB_txn *
+child_txn(const struct ina_conf *conf, unsigned flags, MDB_env **env)
+{
+    MDB_txn *txn;
+
+    if (mdb_env_create(env) != 0 || mdb_env_set_maxdbs(*env, 16) != 0
+        || mdb_env_set_mapsize(*env, 64u << 20) != 0
+        || mdb_env_open(*env, conf->store, MDB_NOTLS | flags, 0660) != 0
+        || mdb_txn_begin(*env, NULL, flags & MDB_RDONLY, &txn) != 0)
+        _exit(255);
+    return txn;
+}
+
+/* child_status - the exit status of a child, or -1 */
+
+static int
+child_status(pid_t pid)
+{
+    int status;
+
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
+
+/* tree_gauge - the SMTP gauge of an IPv4 block as the tree holds it,
+ * without the pending tables (below 255), or -1 */
+
+static int
+tree_gauge(const struct ina_conf *conf, const char *cidr)
+{
+    struct ina_cidr c = test_addr(cidr);
+    uint8_t key[SKEY_MAX];
+    uint64_t n = 0;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    pid_t pid;
+    int s;
+
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        txn = child_txn(conf, MDB_RDONLY, &env);
+        if (mdb_dbi_open(txn, "sessions", 0, &dbi) != 0)
+            _exit(255);
+        k.mv_size = store_skey(key, "SMTP", 4, 4, c.plen, c.addr);
+        k.mv_data = key;
+        if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size == sizeof(n))
+            memcpy(&n, v.mv_data, sizeof(n));
+        _exit(n < 255 ? (int) n : 254);
+    }
+    s = child_status(pid);
+    return s == 255 ? -1 : s;
+}
+
+/* tree_owned - the sessions the tree's owner records give a pid, in all
+ * (below 255), or -1 */
+
+static int
+tree_owned(const struct ina_conf *conf, pid_t owner)
+{
+    uint64_t n = 0, x;
+    const uint8_t *p;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    pid_t pid;
+    int rc, s;
+
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        txn = child_txn(conf, MDB_RDONLY, &env);
+        if (mdb_dbi_open(txn, "owners", 0, &dbi) != 0
+            || mdb_cursor_open(txn, dbi, &cur) != 0)
+            _exit(255);
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            p = k.mv_data;
+            if (k.mv_size > 4 && v.mv_size == sizeof(x)
+                && be_get(p, 4) == (uint64_t) owner) {
+                memcpy(&x, v.mv_data, sizeof(x));
+                n += x;
+            }
+        }
+        _exit(n < 255 ? (int) n : 254);
+    }
+    s = child_status(pid);
+    return s == 255 ? -1 : s;
+}
+
+/* open_n, close_n - n session calls from a host, 0 when all succeed */
+
+static int
+move_n(struct ina_store *st, const char *host, int n, int open)
+{
+    struct ina_cidr c = test_addr(host);
+    int i, rc = 0;
+
+    for (i = 0; i < n && rc == 0; i++)
+        rc = open ? ina_session_open(st, &c, NULL)
+                  : ina_session_close(st, &c, NULL);
+    return rc;
+}
+
+/* pending_version - the version word of the store's pending file */
+
+static int
+pending_version(const char *dir)
+{
+    char path[4096];
+    uint32_t h[2] = { 0, 0 };
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/pending", dir);
+    if ((fd = open(path, O_RDONLY)) < 0)
+        return -1;
+    if (read(fd, h, sizeof(h)) != (ssize_t) sizeof(h))
+        h[1] = 0;
+    close(fd);
+    return (int) h[1];
+}
+
+int
+main(void)
+{
+    struct ina_conf *conf, *old;
+    struct ina_store *st, *o;
+    struct ina_cidr c;
+    uint64_t reaped, n;
+    int fds[2], back[2];
+    char ch, path[4096];
+    pid_t pid;
+    int fd;
+
+    plan_lazy();
+    /* A second between flushes: nothing here reaches the tree unless a
+     * test flushes. */
+    conf = test_conf("store", "flush_delay = 1000\n"
+                              "ipv4_prefixes = {16, 24, 32}\n");
+    st = test_open(conf);
+
+    /* Buffered, and counted at once. */
+    is_int(0, move_n(st, "192.0.2.1", 2, 1), "open 2 sessions from .1");
+    is_int(0, move_n(st, "192.0.2.2", 1, 1), "and 1 from .2");
+    is_uint(2, test_sessions(st, "192.0.2.1"), "the /32 counts 2 at once");
+    is_uint(3, test_sessions(st, "192.0.2.0/24"), "the /24 counts 3");
+    is_uint(3, test_sessions(st, "192.0.0.0/16"), "the /16 counts 3");
+    is_int(0, tree_gauge(conf, "192.0.2.1/32"),
+           "the tree holds none of them yet");
+    is_int(0, tree_owned(conf, getpid()), "nor an owner record");
+
+    /* Another process sees them, and cannot close them. */
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        struct ina_store *b = test_open(conf);
+        int bad = 0;
+
+        bad |= test_sessions(b, "192.0.2.1") != 2;
+        bad |= test_sessions(b, "192.0.2.0/24") != 3;
+        bad |= move_n(b, "192.0.2.1", 1, 0) != 0;
+        bad |= test_sessions(b, "192.0.2.1") != 2;
+        ina_store_close(b);
+        _exit(bad);
+    }
+    is_int(0, child_status(pid),
+           "another process counts 3 at once, and its close takes none");
+    is_uint(2, test_sessions(st, "192.0.2.1"), "so .1 still has 2");
+
+    /* A close of an open still buffered nets it out; a close with no
+     * open moves nothing. */
+    is_int(0, move_n(st, "192.0.2.2", 1, 0), "close the one from .2");
+    is_int(0, move_n(st, "192.0.2.9", 3, 0), "close 3 never opened");
+    is_uint(2, test_sessions(st, "192.0.2.0/24"), "the /24 counts 2");
+    is_uint(0, test_sessions(st, "192.0.2.9"), "and .9 none");
+    is_int(0, ina_flush(st), "flush");
+    is_int(2, tree_gauge(conf, "192.0.2.1/32"), "the tree has .1's 2");
+    is_int(2, tree_gauge(conf, "192.0.2.0/24"), "its /24 has 2");
+    is_int(2, tree_gauge(conf, "192.0.0.0/16"), "its /16 has 2");
+    is_int(0, tree_gauge(conf, "192.0.2.2/32"), ".2 nets out to none");
+    is_int(2, tree_owned(conf, getpid()), "owned by this process: 2");
+    is_uint(2, test_sessions(st, "192.0.2.0/24"), "counted once: 2");
+
+    /* No session call waits for the writer lock: a child holds it until
+     * told, or 60 s; had a call waited, the child would be gone when it
+     * returned. */
+    if (pipe(fds) != 0 || pipe(back) != 0)
+        sysbail("pipe");
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        MDB_env *env;
+        MDB_txn *txn = child_txn(conf, 0, &env);
+
+        close(fds[1]);
+        if (write(back[1], "x", 1) != 1)
+            _exit(1);
+        alarm(60);
+        if (read(fds[0], &ch, 1) != 1)
+            _exit(1);
+        mdb_txn_abort(txn);
+        _exit(0);
+    }
+    close(fds[0]);
+    ok(read(back[0], &ch, 1) == 1, "another process holds the writer lock");
+    is_int(0, move_n(st, "192.0.2.3", 1, 1), "open one from .3");
+    is_int(0, move_n(st, "192.0.2.1", 1, 0), "close one of .1's");
+    is_uint(2, test_sessions(st, "192.0.2.0/24"), "the /24 counts 2");
+    is_int(0, waitpid(pid, NULL, WNOHANG),
+           "all while the writer lock was held");
+    if (write(fds[1], "x", 1) != 1)
+        sysbail("write");
+    is_int(0, child_status(pid), "the lock is given back");
+    close(fds[1]);
+    close(back[0]);
+    close(back[1]);
+    is_int(0, ina_flush(st), "flush");
+    is_int(1, tree_gauge(conf, "192.0.2.1/32"), "the tree: .1 has 1");
+    is_int(1, tree_gauge(conf, "192.0.2.3/32"), ".3 has 1");
+    is_int(2, tree_gauge(conf, "192.0.2.0/24"), "the /24 has 2");
+
+    /* SIGKILL with sessions buffered: an open, and a close of a session
+     * in the tree.  Reaping applies what the dead process buffered and
+     * takes all it held, once. */
+    if (pipe(fds) != 0)
+        sysbail("pipe");
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        struct ina_store *k = test_open(conf);
+
+        if (move_n(k, "192.0.2.6", 1, 1) != 0 || ina_flush(k) != 0
+            || move_n(k, "192.0.2.5", 3, 1) != 0
+            || move_n(k, "192.0.2.6", 1, 0) != 0
+            || move_n(k, "192.0.2.7", 1, 1) != 0
+            || write(fds[1], "x", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    ok(read(fds[0], &ch, 1) == 1, "a child opened 5 and closed 1");
+    close(fds[0]);
+    is_uint(3, test_sessions(st, "192.0.2.5"), "its 3 from .5 count");
+    is_uint(0, test_sessions(st, "192.0.2.6"), "its closed one does not");
+    is_uint(6, test_sessions(st, "192.0.2.0/24"), "the /24 counts 2 + 4");
+    is_int(1, tree_gauge(conf, "192.0.2.6/32"),
+           "the tree still has the one it closed");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    is_int(0, ina_reap(st, &reaped), "reap");
+    is_uint(4, reaped, "the dead child's 4 open sessions are reaped");
+    is_uint(2, test_sessions(st, "192.0.2.0/24"), "the /24 is back to 2");
+    is_uint(2, test_sessions(st, "192.0.0.0/16"), "and the /16");
+    is_int(2, tree_gauge(conf, "192.0.2.0/24"), "in the tree too");
+    is_int(0, tree_gauge(conf, "192.0.2.6/32"), ".6 is 0 there");
+    is_int(0, ina_reap(st, &reaped), "reap again");
+    is_uint(0, reaped, "nothing more");
+
+    /* A handle closed applies its process's sessions. */
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        struct ina_store *k = test_open(conf);
+        int bad = move_n(k, "192.0.2.8", 1, 1) != 0;
+
+        ina_store_close(k);
+        bad |= tree_gauge(conf, "192.0.2.8/32") != 1;
+        bad |= tree_owned(conf, getpid()) != 1;
+        _exit(bad);
+    }
+    is_int(0, child_status(pid),
+           "closing a handle puts its process's session in the tree");
+    is_int(0, ina_reap(st, &reaped), "reap");
+    is_uint(1, reaped, "that child's session goes when it does");
+    ina_store_close(st);
+    is_int(1, tree_gauge(conf, "192.0.2.1/32"),
+           "this process's .1 is in the tree after its close");
+
+    /* A pending file of the version before (the store's processes all
+     * stopped) is made again at the next record. */
+    old = test_conf("old", "flush_delay = 1000\n"
+                           "monitors = {\"60,10\"}\n"
+                           "ipv4_prefixes = {32, 24}\n");
+    o = test_open(old);
+    ina_store_close(o);
+    snprintf(path, sizeof(path), "%s/pending", old->store);
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0660)) < 0
+        || ftruncate(fd, 4096 + 4096 * 136) != 0
+        || pwrite(fd, (const uint32_t[]){ 0x494e4150, 1 }, 8, 0) != 8)
+        sysbail("%s", path);
+    close(fd);
+    is_int(1, pending_version(old->store), "a version 1 pending file");
+    o = test_open(old);
+    c = test_addr("198.51.100.1");
+    is_int(0, ina_record(o, INA_CONNECTION, &c, 1), "a record");
+    is_int(0, ina_session_open(o, &c, NULL), "a session");
+    is_int(2, pending_version(old->store), "made again as version 2");
+    if (ina_query(o, INA_CONNECTION, "60,10", &c, 0, 0, 0, &n, NULL, 0) != 0)
+        n = UINT64_MAX;
+    is_uint(1, n, "the record counts");
+    is_uint(1, test_sessions(o, "198.51.100.1"), "so does the session");
+    ina_store_close(o);
+    ina_conf_free(old);
+    ina_conf_free(conf);
+    return 0;
+}
