@@ -6,7 +6,9 @@
  * for the writer lock.  Shown here: what the tree holds before and after
  * a flush, that a close takes only the caller's own sessions, calls made
  * while another process holds the writer lock, a SIGKILLed process's
- * buffered opens and closes, and a pending file of an older version.
+ * buffered opens and closes, what a flush does with owner deltas that
+ * are malformed or larger than the record, and a pending file of an
+ * older version.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -138,6 +140,82 @@ move_n(struct ina_store *st, const char *host, int n, int open)
     for (i = 0; i < n && rc == 0; i++)
         rc = open ? ina_session_open(st, &c, NULL)
                   : ina_session_close(st, &c, NULL);
+    return rc;
+}
+
+/* What bad_txn applies: owner keys as the shared table may hold them. */
+struct apply_case {
+    const char *what;
+    uint8_t key[OKEY_MAX + 1];
+    size_t klen;
+    int64_t d;
+};
+
+static struct apply_case cases[16];
+static size_t ncases;
+static int case_rc[16];
+
+/* The process the cases' owner keys name: a child that waits, alive,
+ * so that no reaping takes what the cases apply. */
+static pid_t idle;
+
+/* owner_key - an owner key of the idle child for host */
+
+static size_t
+owner_key(uint8_t *key, const char *host)
+{
+    struct ina_cidr c = test_addr(host);
+
+    be_put(key, (uint64_t) idle, 4);
+    be_put(key + 4, session_proc_start(idle), 8);
+    return OKEY_HDR + store_skey(key + OKEY_HDR, "SMTP", 4, 4, 32, c.addr);
+}
+
+/* add_case - a case: an owner key for host, bent by what */
+
+static void
+add_case(const char *what, const char *host, int bend, int64_t d)
+{
+    struct apply_case *a = &cases[ncases++];
+
+    a->what = what;
+    a->klen = owner_key(a->key, host);
+    a->d = d;
+    switch (bend) {
+    case 1: a->klen = OKEY_HDR + 2; break;            /* cut short */
+    case 2: a->key[OKEY_HDR] = 0; break;              /* no service */
+    case 3: a->key[OKEY_HDR] = INA_SERVICE_MAX + 1; break;
+    case 4: a->key[OKEY_HDR + 5] = 5; break;          /* family 5 */
+    case 5: a->key[OKEY_HDR + 6] = 24; break;         /* not a host */
+    case 6: a->klen++; break;                         /* a byte too many */
+    }
+}
+
+/* cases_txn - session_apply() on every case, in one transaction */
+
+static int
+cases_txn(struct ina_store *st, MDB_txn *txn, void *arg)
+{
+    size_t i;
+
+    (void) arg;
+    for (i = 0; i < ncases; i++)
+        case_rc[i] = session_apply(st, txn, cases[i].key, cases[i].klen,
+                                   cases[i].d);
+    return 0;
+}
+
+/* run_cases - apply the cases, then forget them */
+
+static int
+run_cases(struct ina_store *st)
+{
+    int rc;
+
+    if ((rc = store_enter(st)) != 0)
+        return rc;
+    rc = store_write(st, cases_txn, NULL);
+    store_leave(st);
     return rc;
 }
 
@@ -315,6 +393,48 @@ main(void)
     ina_store_close(st);
     is_int(1, tree_gauge(conf, "192.0.2.1/32"),
            "this process's .1 is in the tree after its close");
+
+    /* What a flush applies comes from a file others can write: owner
+     * keys that are not well formed are left alone, and a close moves
+     * the gauges by what the owner record really had. */
+    if ((idle = fork()) < 0)
+        sysbail("fork");
+    if (idle == 0) {
+        pause();
+        _exit(0);
+    }
+    st = test_open(conf);
+    c = test_addr("203.0.113.9");
+    is_int(0, ina_session_adjust(st, &c, NULL, 1, &n),
+           "a session opened by hand in 203.0.113.0/24");
+    add_case("a key cut short", "203.0.113.5", 1, 1);
+    add_case("no service name", "203.0.113.5", 2, 1);
+    add_case("a service name too long", "203.0.113.5", 3, 1);
+    add_case("family 5", "203.0.113.5", 4, 1);
+    add_case("a /24, not a host", "203.0.113.5", 5, 1);
+    add_case("a byte too many", "203.0.113.5", 6, 1);
+    add_case("a delta of INT64_MIN", "203.0.113.5", 0, INT64_MIN);
+    is_int(0, run_cases(st), "malformed owner deltas are applied");
+    for (size_t i = 0; i < ncases; i++)
+        is_int(0, case_rc[i], "...%s: no error", cases[i].what);
+    is_int(0, tree_owned(conf, idle), "...and no owner record made");
+    is_int(1, tree_gauge(conf, "203.0.113.0/24"), "...nor any gauge moved");
+    ncases = 0;
+    add_case("+2", "203.0.113.5", 0, 2);
+    is_int(0, run_cases(st), "a process's +2 is applied");
+    is_int(2, tree_owned(conf, idle), "...to its owner record");
+    is_int(2, tree_gauge(conf, "203.0.113.5/32"), "...its host's gauge");
+    is_int(3, tree_gauge(conf, "203.0.113.0/24"), "...and the /24's");
+    ncases = 0;
+    add_case("-5", "203.0.113.5", 0, -5);
+    is_int(0, run_cases(st), "then a -5 (3 of them reaped or cleared)");
+    is_int(0, tree_owned(conf, idle), "...the owner record is gone");
+    is_int(0, tree_gauge(conf, "203.0.113.5/32"), "...the host's gauge is 0");
+    is_int(1, tree_gauge(conf, "203.0.113.0/24"),
+           "...and the /24 loses 2, not 5: the one by hand stays");
+    ina_store_close(st);
+    kill(idle, SIGKILL);
+    waitpid(idle, NULL, 0);
 
     /* A pending file of the version before (the store's processes all
      * stopped) is made again at the next record. */
