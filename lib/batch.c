@@ -1500,22 +1500,22 @@ pend_sslots(const struct pend_hdr *ph)
 /* pend_stable - the slots of session table i */
 
 static struct sslot *
-pend_stable(const struct batch *b, unsigned i)
+pend_stable(const struct pend_hdr *ph, unsigned i)
 {
-    return (struct sslot *) ((char *) b->ph + PEND_OFF
-                             + 2 * b->ph->slots
+    return (struct sslot *) ((char *) ph + PEND_OFF
+                             + 2 * ph->slots
                                    * (sizeof(struct pslot)
                                       + sizeof(uint32_t)))
-           + (size_t) i * pend_sslots(b->ph);
+           + (size_t) i * pend_sslots(ph);
 }
 
 /* pend_slist - the list of claimed slots of session table i */
 
 static uint32_t *
-pend_slist(const struct batch *b, unsigned i)
+pend_slist(const struct pend_hdr *ph, unsigned i)
 {
-    return (uint32_t *) (pend_stable(b, 0) + 2 * pend_sslots(b->ph))
-           + (size_t) i * pend_sslots(b->ph);
+    return (uint32_t *) (pend_stable(ph, 0) + 2 * pend_sslots(ph))
+           + (size_t) i * pend_sslots(ph);
 }
 
 /* pend_applied - the epoch stored as applied in a snapshot (0: none of
@@ -1728,8 +1728,8 @@ pend_reset(struct batch *b, unsigned i, uint64_t epoch, int64_t time)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         slots_clear((uint8_t *) pend_table(b, i), sizeof(struct pslot),
                     pend_list(b, i), &t->used, b->ph->slots);
-        slots_clear((uint8_t *) pend_stable(b, i), sizeof(struct sslot),
-                    pend_slist(b, i), &t->sused, pend_sslots(b->ph));
+        slots_clear((uint8_t *) pend_stable(b->ph, i), sizeof(struct sslot),
+                    pend_slist(b->ph, i), &t->sused, pend_sslots(b->ph));
     }
     __atomic_store_n(&t->first_ms, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&t->time, time, __ATOMIC_RELAXED);
@@ -2112,8 +2112,8 @@ static int
 pend_apply_sessions(struct ina_store *st, MDB_txn *txn, struct batch *b,
                     unsigned ti)
 {
-    const struct sslot *tab = pend_stable(b, ti), *s;
-    const uint32_t *list = pend_slist(b, ti);
+    const struct sslot *tab = pend_stable(b->ph, ti), *s;
+    const uint32_t *list = pend_slist(b->ph, ti);
     uint64_t ss = pend_sslots(b->ph), used, m, j;
     struct sdelta *v = NULL;
     uint32_t *idx = NULL;
@@ -2637,7 +2637,7 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
             if (!probe[i])
                 continue;
             if (q->sess) {
-                x = slot_sum((const uint8_t *) pend_stable(b, i),
+                x = slot_sum((const uint8_t *) pend_stable(b->ph, i),
                              sizeof(struct sslot), pend_sslots(ph), at,
                              q->key, q->klen, offsetof(struct sslot, d), 0);
                 sum += x;
@@ -2731,12 +2731,79 @@ session_add(struct batch *b, unsigned ti, int kind, const uint8_t *key,
     size_t n = session_ask(k, kind, key, klen);
 
     s = (struct sslot *) (void *) slot_find(
-        (uint8_t *) pend_stable(b, ti), sizeof(*s), &b->ph->tab[ti].sused,
-        pend_slist(b, ti), ss, skey_home(k, n, ss), k, n);
+        (uint8_t *) pend_stable(b->ph, ti), sizeof(*s), &b->ph->tab[ti].sused,
+        pend_slist(b->ph, ti), ss, skey_home(k, n, ss), k, n);
     if (s == NULL)
         return 0;
     (void) __atomic_fetch_add(&s->d, d, __ATOMIC_RELAXED);
     return 1;
+}
+
+/* batch_session_holds - does a table of an epoch that txn has not
+ * applied hold a session delta of process (pid, start)?
+ *
+ * For reaping, inside a write transaction (so no flush is under way,
+ * and a dead process adds nothing more): a dead process's buffered close
+ * of a session in the tree would otherwise be taken twice, once by the
+ * reaping and once by the queries adding the close until its epoch is
+ * applied. */
+
+int
+batch_session_holds(struct ina_store *st, MDB_txn *txn, uint32_t pid,
+                    uint64_t start)
+{
+    char path[4096];
+    const struct pend_hdr *ph;
+    const struct sslot *tab, *sl;
+    const uint32_t *list;
+    uint8_t who[OKEY_HDR];
+    uint64_t applied, g, used, ss, j, m;
+    struct stat sb;
+    unsigned i;
+    void *map;
+    int fd, found = 0;
+
+    /* Mapped here and not through the batch: reaping may run inside a
+     * flush, under the batch lock, or outside it.  Rare: only for a
+     * process found dead. */
+    snprintf(path, sizeof(path), "%s/" PEND_NAME, st->conf->store);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return 0;
+    if (fstat(fd, &sb) != 0 || (size_t) sb.st_size < PEND_OFF
+        || (map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd,
+                       0)) == MAP_FAILED) {
+        close(fd);
+        return 0;
+    }
+    close(fd);
+    ph = map;
+    if (!pend_valid(ph, (size_t) sb.st_size))
+        goto out;
+    be_put(who, pid, 4);
+    be_put(who + 4, start, 8);
+    applied = pend_applied(st, txn, ph);
+    ss = pend_sslots(ph);
+    for (i = 0; i < 2 && !found; i++) {
+        g = __atomic_load_n(&ph->tab[i].gen, __ATOMIC_ACQUIRE);
+        used = __atomic_load_n(&ph->tab[i].sused, __ATOMIC_ACQUIRE);
+        if ((g & 1) || g / 2 <= applied || used == 0)
+            continue;
+        tab = pend_stable(ph, i);
+        list = pend_slist(ph, i);
+        m = used >= ss ? ss : used;
+        for (j = 0; j < m && !found; j++) {
+            sl = &tab[used >= ss ? j
+                                 : __atomic_load_n(&list[j], __ATOMIC_RELAXED)
+                                       & (ss - 1)];
+            found = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE) == 2
+                    && sl->klen > 1 + OKEY_HDR && sl->key[0] == SESSION_OWNER
+                    && memcmp(sl->key + 1, who, OKEY_HDR) == 0
+                    && __atomic_load_n(&sl->d, __ATOMIC_RELAXED) != 0;
+        }
+    }
+out:
+    munmap(map, (size_t) sb.st_size);
+    return found;
 }
 
 /* batch_session - buffer one process's session open or close

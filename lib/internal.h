@@ -292,6 +292,8 @@ int batch_session(struct ina_store *st, const uint8_t *okey, size_t oklen,
                   const uint8_t *gkey, const size_t *glen, size_t ng, int d);
 int batch_session_pending(struct ina_store *st, MDB_txn *txn, int gauge,
                           const uint8_t *key, size_t klen, int64_t *d);
+int batch_session_holds(struct ina_store *st, MDB_txn *txn, uint32_t pid,
+                        uint64_t start);
 void batch_forget(struct env *e);
 int batch_retire(struct ina_store *st);
 int batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,

@@ -518,10 +518,13 @@ session_reap_txn(struct ina_store *st, MDB_txn *txn, uint64_t *reaped)
         for (int i = 0; i < 8; i++)
             start = start << 8 | key[4 + i];
         if (!checked || pid != last_pid || start != last_start) {
+            /* A dead process with sessions still buffered is reaped
+             * once they are applied (batch_session_holds). */
             if (pid == (uint32_t) st->pid && start == st->pstart)
                 alive = 1;
             else
-                alive = session_alive((pid_t) pid, start);
+                alive = session_alive((pid_t) pid, start)
+                        || batch_session_holds(st, txn, pid, start);
             last_pid = pid;
             last_start = start;
             checked = 1;

@@ -6,9 +6,11 @@
  * for the writer lock.  Shown here: what the tree holds before and after
  * a flush, that a close takes only the caller's own sessions, calls made
  * while another process holds the writer lock, a SIGKILLed process's
- * buffered opens and closes, what a flush does with owner deltas that
- * are malformed or larger than the record, and a pending file of an
- * older version.
+ * buffered opens and closes, the periodic reaping of a dead process
+ * whose sessions are still buffered, what a flush does with owner
+ * deltas that are malformed or larger than the record, four processes
+ * opening and closing at once under frequent flushes, and a pending file
+ * of an older version.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -23,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -219,6 +222,61 @@ run_cases(struct ina_store *st)
     return rc;
 }
 
+/* killable - a child that opens a handle on conf, runs steps and waits
+ * to be killed; its pid once the steps are done, or -1 */
+
+static pid_t
+killable(const struct ina_conf *conf, int (*steps)(struct ina_store *))
+{
+    int fds[2], done;
+    pid_t pid;
+    char ch;
+
+    if (pipe(fds) != 0)
+        sysbail("pipe");
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        struct ina_store *k = test_open(conf);
+
+        if (steps(k) != 0 || write(fds[1], "x", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    done = read(fds[0], &ch, 1) == 1;
+    close(fds[0]);
+    if (!done) {
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    return pid;
+}
+
+/* open5_close1 - a session in the tree (.6), then buffered: 3 opens
+ * (.5), the close of .6 and an open (.7) */
+
+static int
+open5_close1(struct ina_store *k)
+{
+    return move_n(k, "192.0.2.6", 1, 1) != 0 || ina_flush(k) != 0
+           || move_n(k, "192.0.2.5", 3, 1) != 0
+           || move_n(k, "192.0.2.6", 1, 0) != 0
+           || move_n(k, "192.0.2.7", 1, 1) != 0;
+}
+
+/* close1_open1 - a session in the tree (.30), then buffered: its close
+ * and an open (.31) */
+
+static int
+close1_open1(struct ina_store *k)
+{
+    return move_n(k, "192.0.2.30", 1, 1) != 0 || ina_flush(k) != 0
+           || move_n(k, "192.0.2.30", 1, 0) != 0
+           || move_n(k, "192.0.2.31", 1, 1) != 0;
+}
+
 /* pending_version - the version word of the store's pending file */
 
 static int
@@ -240,11 +298,13 @@ pending_version(const char *dir)
 int
 main(void)
 {
-    struct ina_conf *conf, *old;
+    struct ina_conf *conf, *old, *busy;
     struct ina_store *st, *o;
     struct ina_cidr c;
     uint64_t reaped, n;
-    int fds[2], back[2];
+    int64_t clk;
+    int fds[2], back[2], i, all;
+    pid_t kids[4];
     char ch, path[4096];
     pid_t pid;
     int fd;
@@ -339,25 +399,8 @@ main(void)
     /* SIGKILL with sessions buffered: an open, and a close of a session
      * in the tree.  Reaping applies what the dead process buffered and
      * takes all it held, once. */
-    if (pipe(fds) != 0)
-        sysbail("pipe");
-    if ((pid = fork()) < 0)
-        sysbail("fork");
-    if (pid == 0) {
-        struct ina_store *k = test_open(conf);
-
-        if (move_n(k, "192.0.2.6", 1, 1) != 0 || ina_flush(k) != 0
-            || move_n(k, "192.0.2.5", 3, 1) != 0
-            || move_n(k, "192.0.2.6", 1, 0) != 0
-            || move_n(k, "192.0.2.7", 1, 1) != 0
-            || write(fds[1], "x", 1) != 1)
-            _exit(1);
-        pause();
-        _exit(0);
-    }
-    close(fds[1]);
-    ok(read(fds[0], &ch, 1) == 1, "a child opened 5 and closed 1");
-    close(fds[0]);
+    pid = killable(conf, open5_close1);
+    ok(pid > 0, "a child opened 5 and closed 1");
     is_uint(3, test_sessions(st, "192.0.2.5"), "its 3 from .5 count");
     is_uint(0, test_sessions(st, "192.0.2.6"), "its closed one does not");
     is_uint(6, test_sessions(st, "192.0.2.0/24"), "the /24 counts 2 + 4");
@@ -373,6 +416,33 @@ main(void)
     is_int(0, tree_gauge(conf, "192.0.2.6/32"), ".6 is 0 there");
     is_int(0, ina_reap(st, &reaped), "reap again");
     is_uint(0, reaped, "nothing more");
+
+    /* The writers' periodic reaping does not flush: a dead process
+     * whose sessions are still buffered waits for them to be applied,
+     * or a close of one in the tree would be taken twice. */
+    pid = killable(conf, close1_open1);
+    ok(pid > 0,
+       "a child closed one in the tree and opened one, both buffered");
+    is_uint(3, test_sessions(st, "192.0.2.0/24"), "the /24 counts 2 + 1");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    /* A new clock makes the handle's periodic pass due, and a session
+     * opened by hand is a write transaction that runs it. */
+    clk = (int64_t) time(NULL);
+    ina_store_set_clock(st, test_clock, &clk);
+    c = test_addr("192.0.2.40");
+    is_int(0, ina_session_adjust(st, &c, NULL, 1, &n),
+           "a write with the periodic reaping due");
+    is_uint(4, test_sessions(st, "192.0.2.0/24"),
+            "the /24: 2 + 1 by hand + the dead child's 1 not reaped yet");
+    is_int(0, ina_flush(st), "flush");
+    is_int(0, ina_reap(st, &reaped), "reap");
+    is_uint(1, reaped, "the child's open one is reaped once applied");
+    is_uint(3, test_sessions(st, "192.0.2.0/24"), "the /24: 2 + 1");
+    is_int(3, tree_gauge(conf, "192.0.2.0/24"), "so is the tree's");
+    c = test_addr("192.0.2.40");
+    is_int(0, ina_session_adjust(st, &c, NULL, -1, &n), "close it by hand");
+    ina_store_set_clock(st, NULL, NULL);
 
     /* A handle closed applies its process's sessions. */
     if ((pid = fork()) < 0)
@@ -415,7 +485,7 @@ main(void)
     add_case("a byte too many", "203.0.113.5", 6, 1);
     add_case("a delta of INT64_MIN", "203.0.113.5", 0, INT64_MIN);
     is_int(0, run_cases(st), "malformed owner deltas are applied");
-    for (size_t i = 0; i < ncases; i++)
+    for (i = 0; i < (int) ncases; i++)
         is_int(0, case_rc[i], "...%s: no error", cases[i].what);
     is_int(0, tree_owned(conf, idle), "...and no owner record made");
     is_int(1, tree_gauge(conf, "203.0.113.0/24"), "...nor any gauge moved");
@@ -435,6 +505,80 @@ main(void)
     ina_store_close(st);
     kill(idle, SIGKILL);
     waitpid(idle, NULL, 0);
+
+    /* Four processes at once, with flushes every few milliseconds under
+     * them: each opens 600 sessions over 30 hosts and closes 400, with a
+     * record between calls; the counts are exact while they hold theirs,
+     * and zero once all are closed. */
+    busy = test_conf("busy", "flush_delay = 5\n"
+                             "ipv4_prefixes = {16, 24, 32}\n");
+    st = test_open(busy);
+    if (pipe(fds) != 0 || pipe(back) != 0)
+        sysbail("pipe");
+    for (i = 0; i < 4; i++) {
+        if ((kids[i] = fork()) < 0)
+            sysbail("fork");
+        if (kids[i] == 0) {
+            struct ina_store *k = test_open(busy);
+            char host[32];
+            int j, bad = 0;
+
+            close(fds[1]);
+            close(back[0]);
+            for (j = 0; j < 600 && !bad; j++) {
+                snprintf(host, sizeof(host), "10.%d.%d.%d", 1 + i % 2,
+                         j % 3, j % 10);
+                c = test_addr(host);
+                bad |= ina_session_open(k, &c, NULL) != 0;
+                bad |= ina_record(k, INA_CONNECTION, &c, 1) != 0;
+                if (j % 3 != 2)
+                    continue;
+                /* Close the two opened just before (same hosts as two
+                 * of the last three). */
+                snprintf(host, sizeof(host), "10.%d.%d.%d", 1 + i % 2,
+                         (j - 1) % 3, (j - 1) % 10);
+                c = test_addr(host);
+                bad |= ina_session_close(k, &c, NULL) != 0;
+                snprintf(host, sizeof(host), "10.%d.%d.%d", 1 + i % 2,
+                         (j - 2) % 3, (j - 2) % 10);
+                c = test_addr(host);
+                bad |= ina_session_close(k, &c, NULL) != 0;
+            }
+            if (write(back[1], bad ? "b" : "x", 1) != 1
+                || read(fds[0], &ch, 1) != 1)
+                _exit(1);
+            for (j = 2; j < 600 && !bad; j += 3) {
+                snprintf(host, sizeof(host), "10.%d.%d.%d", 1 + i % 2,
+                         j % 3, j % 10);
+                c = test_addr(host);
+                bad |= ina_session_close(k, &c, NULL) != 0;
+            }
+            ina_store_close(k);
+            _exit(bad);
+        }
+    }
+    close(back[1]);
+    for (i = 0, all = 1; i < 4; i++)
+        all &= read(back[0], &ch, 1) == 1 && ch == 'x';
+    ok(all, "four processes hold 200 sessions each");
+    is_uint(400, test_sessions(st, "10.1.0.0/16"), "10.1/16 counts 400");
+    is_uint(400, test_sessions(st, "10.2.0.0/16"), "10.2/16 counts 400");
+    is_uint(800, test_sessions(st, "10.0.0.0/8"), "10/8 (a range) 800");
+    is_uint(40, test_sessions(st, "10.1.2.9"), "10.1.2.9: 20 of each of two");
+    if (write(fds[1], "xxxx", 4) != 4)
+        sysbail("write");
+    for (i = 0, all = 1; i < 4; i++)
+        all &= child_status(kids[i]) == 0;
+    ok(all, "they close them all and exit");
+    is_uint(0, test_sessions(st, "10.1.0.0/16"), "10.1/16 counts none");
+    is_uint(0, test_sessions(st, "10.0.0.0/8"), "nor does 10/8");
+    is_int(0, ina_reap(st, &reaped), "reap");
+    is_uint(0, reaped, "nothing was left to reap");
+    close(fds[0]);
+    close(fds[1]);
+    close(back[0]);
+    ina_store_close(st);
+    ina_conf_free(busy);
 
     /* A pending file of the version before (the store's processes all
      * stopped) is made again at the next record. */
