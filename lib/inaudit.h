@@ -437,7 +437,8 @@ int ina_record(struct ina_store *st, enum ina_event ev,
                const struct ina_cidr *addr, uint64_t n)
     INA_NONNULL(1, 3) INA_WUR;
 
-/* ina_flush - apply every process's pending events on the store now
+/* ina_flush - apply every process's pending events and sessions on the
+ * store now
  *
  * Queries see pending events without it; it puts them in the tree, for
  * readers of the tree itself (the sync agent, dumps) and hosts' idle
@@ -492,9 +493,10 @@ int ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
  *
  * With flush_delay > 0 (the default) the call is buffered as a record is:
  * every process's ina_session_count() counts it as soon as it returns,
- * and the store's tree gets it at the next flush.  It does not wait for
- * the writer lock, unless it is the call that starts a flush that is due
- * (as a record may be) or the shared tables are full.
+ * and the store's tree gets it at the next flush.  It never starts a
+ * timed flush, and waits for the writer lock only when the shared
+ * session tables are full (it then applies them first) or when the store
+ * has no pending file yet (the first buffered call makes it).
  *
  * Returns 0, INA_ERDONLY, INA_EBADSERVICE, INA_ENOFAMILY or an LMDB
  * code. */
@@ -533,7 +535,9 @@ int ina_session_adjust(struct ina_store *st, const struct ina_cidr *addr,
  * nodes last published, read locally from the cluster table; without a
  * cluster section it is INA_ENOCLUSTER.  A node that has not been heard
  * from for INA_CLUSTER_GONE_MS no longer counts (its sessions are
- * presumed closed) until it is heard again.
+ * presumed closed) until it is heard again.  Sessions still buffered
+ * (ina_session_open()) count: a mask equal to a granularity adds them
+ * from the shared tables, any other mask applies them first.
  *
  * Returns 0 and sets *count, or INA_EBADSERVICE, INA_ETOOFINE,
  * INA_ENOFAMILY, INA_ENOADDR, INA_ENOCLUSTER or an LMDB code; errbuf as
@@ -547,7 +551,10 @@ int ina_session_count(struct ina_store *st, const struct ina_cidr *block,
  * A process is identified by its pid and its start time, so a recycled
  * pid is never mistaken for the process that held it.  ina_store_open()
  * and the write path (at most every few seconds) call this already.
- * *reaped, if not NULL, gets the number of sessions subtracted now.
+ * Sessions still buffered are applied first, so that a dead process's
+ * are all taken; the write path's pass, which does not flush, leaves a
+ * dead process with sessions still buffered to a later pass.  *reaped,
+ * if not NULL, gets the number of sessions subtracted now.
  * Returns 0, INA_ERDONLY or an LMDB code. */
 int ina_reap(struct ina_store *st, uint64_t *reaped) INA_NONNULL(1) INA_WUR;
 

@@ -217,8 +217,9 @@ struct bench_wres {
 #define PROBE_GRACE_NS 2000000000ull /* it stops this long after the run */
 #define MAX_PROBES 4096
 /* In the paced run a process of its own opens and closes a session every
- * SESSION_EVERY_NS and times both calls: a session is not buffered, its
- * write transaction waits for the writer lock. */
+ * SESSION_EVERY_NS and times both calls: buffered, they must not wait
+ * behind the flushes (with -F 0 each is a write transaction, and waits
+ * for the writer lock). */
 #define SESSION_EVERY_NS 1000000
 #define MAX_SESSIONS 16384
 struct bench_probe {
