@@ -2854,9 +2854,9 @@ batch_session(struct ina_store *st, const uint8_t *okey, size_t oklen,
         (void) session_add(b, ti, SESSION_GAUGE, gkey + i * SKEY_MAX,
                            glen[i], d);
     b->sess_epoch = cur;
-    /* A due flush is left to the next record or query (every entry
-     * point starts one): a session call waits for the writer lock only
-     * when the tables are full. */
+    /* A due flush is left to the next record or query, which start
+     * one: a session call waits for the writer lock only when the tables
+     * are full. */
     epoch_leave(b, t);
 out:
     pthread_mutex_unlock(&st->env->block);

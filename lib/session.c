@@ -87,6 +87,25 @@ session_alive(pid_t pid, uint64_t start)
     return kill(pid, 0) == 0 || errno == EPERM;
 }
 
+/* session_get - a u64 record (an owner count or a gauge), 0 if absent;
+ * returns 0 or an LMDB code */
+
+static int
+session_get(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t klen,
+            uint64_t *value)
+{
+    MDB_val k, v;
+    int rc;
+
+    *value = 0;
+    k.mv_data = (void *) key;
+    k.mv_size = klen;
+    rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == 0 && v.mv_size == sizeof(*value))
+        memcpy(value, v.mv_data, sizeof(*value));
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* session_okey - build this process's owner key; returns its length */
 
 static size_t
@@ -194,10 +213,9 @@ int
 session_apply(struct ina_store *st, MDB_txn *txn, const uint8_t *okey,
               size_t klen, int64_t delta)
 {
-    uint64_t before = 0, after, take;
+    uint64_t before, after, take;
     unsigned slen, family;
     MDB_cursor *c;
-    MDB_val k, v;
     int64_t move;
     int rc;
 
@@ -211,12 +229,7 @@ session_apply(struct ina_store *st, MDB_txn *txn, const uint8_t *okey,
         || okey[OKEY_HDR + 2 + slen] != cidr_maxlen((int) family)
         || klen != OKEY_HDR + 3 + slen + cidr_addrlen((int) family))
         return 0;
-    k.mv_data = (void *) okey;
-    k.mv_size = klen;
-    rc = mdb_get(txn, st->env->owners, &k, &v);
-    if (rc == 0 && v.mv_size == sizeof(before))
-        memcpy(&before, v.mv_data, sizeof(before));
-    else if (rc != 0 && rc != MDB_NOTFOUND)
+    if ((rc = session_get(txn, st->env->owners, okey, klen, &before)) != 0)
         return rc;
     if (delta < 0) {
         take = (uint64_t) -delta;
@@ -249,19 +262,13 @@ session_owned(struct ina_store *st, const uint8_t *okey, size_t klen,
     uint64_t stored;
     int64_t d;
     MDB_txn *txn;
-    MDB_val k, v;
     int rc, tries;
 
     for (tries = 0;; tries++) {
         if ((rc = store_read_begin(st, &txn)) != 0)
             return rc;
-        stored = 0;
-        k.mv_data = (void *) okey;
-        k.mv_size = klen;
-        rc = mdb_get(txn, st->env->owners, &k, &v);
-        if (rc == 0 && v.mv_size == sizeof(stored))
-            memcpy(&stored, v.mv_data, sizeof(stored));
-        if (rc == 0 || rc == MDB_NOTFOUND)
+        if ((rc = session_get(txn, st->env->owners, okey, klen, &stored))
+            == 0)
             rc = batch_session_pending(st, txn, 0, okey, klen, &d);
         store_read_end(st);
         if (rc != EAGAIN || tries >= SESSION_RETRIES)
@@ -406,13 +413,10 @@ session_hand_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     fine = list[np - 1];
     memcpy(blk, a->addr->addr, alen);
     cidr_mask(blk, alen, fine);
-    k.mv_size = store_skey(key, a->service, a->slen, a->addr->family, fine,
-                           blk);
-    k.mv_data = key;
-    rc = mdb_get(txn, st->env->sessions, &k, &v);
-    if (rc == 0 && v.mv_size == sizeof(gauge))
-        memcpy(&gauge, v.mv_data, sizeof(gauge));
-    else if (rc != 0 && rc != MDB_NOTFOUND)
+    if ((rc = session_get(txn, st->env->sessions, key,
+                          store_skey(key, a->service, a->slen,
+                                     a->addr->family, fine, blk),
+                          &gauge)) != 0)
         return rc;
     if ((rc = mdb_cursor_open(txn, st->env->owners, &c)) != 0)
         return rc;
