@@ -1130,16 +1130,17 @@ peers_drop(struct batch *b, int all)
     b->npeers = j;
 }
 
-/* journal_map - map a journal file whole
+/* file_map - map a journal (or the pending file) whole, shared
  *
  * Read-write when want_write is set and the file allows it (*writable
  * says which), read-only otherwise.  Returns 0 with *map and *len set,
- * 1 for a file shorter than a header (its owner died between making and
- * sizing it: it never held an event), -1 when it cannot be opened or
- * mapped.  Checking the header is the caller's (journal_valid). */
+ * 1 for a file shorter than a journal header (a journal whose owner died
+ * between making and sizing it: it never held an event), -1 when it
+ * cannot be opened or mapped.  Checking the header is the caller's
+ * (journal_valid, pend_valid). */
 
 static int
-journal_map(const char *path, int want_write, void **map, size_t *len,
+file_map(const char *path, int want_write, void **map, size_t *len,
             int *writable)
 {
     struct stat sb;
@@ -1188,7 +1189,7 @@ peers_map(struct ina_store *st, struct batch *b, const char *name,
         b->peercap = cap;
     }
     snprintf(path, sizeof(path), "%s/%s", st->conf->store, name);
-    if (journal_map(path, 1, &map, &len, &writable) != 0)
+    if (file_map(path, 1, &map, &len, &writable) != 0)
         return;
     if (!journal_valid(map, len, pid, start, seq)) {
         /* Still being made: the next scan looks again. */
@@ -1808,6 +1809,64 @@ struct flush_arg {
     int unfinished;            /* out: it finished an earlier one's epoch */
 };
 
+/* claimed - the j-th slot a table's claim list names, of the
+ * min(used, slots) there are: past the list's end (used >= slots), every
+ * slot in turn.  The list may name a slot twice, or one never claimed;
+ * seen_first() takes each once. */
+
+static size_t
+claimed(const uint32_t *list, uint64_t used, uint64_t slots, uint64_t j)
+{
+    return used >= slots ? (size_t) j
+                         : __atomic_load_n(&list[j], __ATOMIC_RELAXED)
+                               & (slots - 1);
+}
+
+/* seen_reserve - a bitmap of the slots taken, for tables of up to slots
+ * slots (cleared after use by seen_forget) */
+
+static int
+seen_reserve(struct batch *b, uint64_t slots)
+{
+    if (b->seen_slots >= slots)
+        return 0;
+    free(b->seen);
+    if ((b->seen = calloc(slots / 64, sizeof(*b->seen))) == NULL) {
+        b->seen_slots = 0;
+        return ENOMEM;
+    }
+    b->seen_slots = slots;
+    return 0;
+}
+
+/* seen_first - mark slot k taken; 0 if it was already */
+
+static int
+seen_first(struct batch *b, size_t k)
+{
+    uint64_t bit = 1ull << (k % 64);
+
+    if (b->seen[k / 64] & bit)
+        return 0;
+    b->seen[k / 64] |= bit;
+    return 1;
+}
+
+/* seen_forget - clear what a claim list's m entries marked */
+
+static void
+seen_forget(struct batch *b, const uint32_t *list, uint64_t m,
+            uint64_t slots)
+{
+    uint64_t j;
+    size_t k;
+
+    for (j = 0; j < m; j++) {
+        k = claimed(list, 0, slots, j);
+        b->seen[k / 64] &= ~(1ull << (k % 64));
+    }
+}
+
 /* pend_gather - copy an epoch's table into a collection's dense array
  *
  * After flush_wait no writer adds to it.  Each claimed slot is taken
@@ -1828,24 +1887,13 @@ pend_gather(struct batch *b, unsigned ti, struct pset *set,
     size_t n = 0;
 
     m = whole ? slots : used;
-    if ((rc = pset_reserve(set, (size_t) m)) != 0)
+    if ((rc = pset_reserve(set, (size_t) m)) != 0
+        || (!whole && (rc = seen_reserve(b, slots)) != 0))
         return rc;
-    if (!whole && b->seen_slots != slots) {
-        free(b->seen);
-        if ((b->seen = calloc(slots / 64, sizeof(*b->seen))) == NULL) {
-            b->seen_slots = 0;
-            return ENOMEM;
-        }
-        b->seen_slots = slots;
-    }
     for (j = 0; j < m; j++) {
-        k = whole ? j : __atomic_load_n(&list[j], __ATOMIC_RELAXED)
-                            & (slots - 1);
-        if (!whole) {
-            if (b->seen[k / 64] & (1ull << (k % 64)))
-                continue;
-            b->seen[k / 64] |= 1ull << (k % 64);
-        }
+        k = claimed(list, used, slots, j);
+        if (!whole && !seen_first(b, (size_t) k))
+            continue;
         s = &tab[k];
         if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 2)
             continue;
@@ -1864,10 +1912,7 @@ pend_gather(struct batch *b, unsigned ti, struct pset *set,
         }
     }
     if (!whole)
-        for (j = 0; j < m; j++) {
-            k = __atomic_load_n(&list[j], __ATOMIC_RELAXED) & (slots - 1);
-            b->seen[k / 64] &= ~(1ull << (k % 64));
-        }
+        seen_forget(b, list, m, slots);
     for (e = 0; rc == 0 && e < INA_NEVENTS; e++)
         if (got[e] != sums[e])
             rc = FLUSH_JOURNALS;
@@ -2086,14 +2131,6 @@ struct sdelta {
 };
 
 static int
-u32_cmp(const void *x, const void *y)
-{
-    uint32_t a = *(const uint32_t *) x, b = *(const uint32_t *) y;
-
-    return a < b ? -1 : a > b;
-}
-
-static int
 sdelta_cmp(const void *x, const void *y)
 {
     const struct sdelta *a = x, *b = y;
@@ -2115,31 +2152,26 @@ pend_apply_sessions(struct ina_store *st, MDB_txn *txn, struct batch *b,
     const struct sslot *tab = pend_stable(b->ph, ti), *s;
     const uint32_t *list = pend_slist(b->ph, ti);
     uint64_t ss = pend_sslots(b->ph), used, m, j;
-    struct sdelta *v = NULL;
-    uint32_t *idx = NULL;
+    struct sdelta *v;
     size_t n = 0, i, k;
     int64_t d;
-    int rc = 0;
+    int rc = 0, whole;
 
     used = __atomic_load_n(&b->ph->tab[ti].sused, __ATOMIC_ACQUIRE);
     if (used == 0)
         return 0;
-    m = used >= ss ? ss : used;
-    if ((idx = malloc(m * sizeof(*idx))) == NULL
-        || (v = malloc(m * sizeof(*v))) == NULL) {
-        free(idx);
+    whole = used >= ss;
+    m = whole ? ss : used;
+    if ((v = malloc(m * sizeof(*v))) == NULL
+        || (!whole && seen_reserve(b, ss) != 0)) {
+        free(v);
         return ENOMEM;
     }
-    /* The list may name a slot twice, or one never claimed. */
-    for (j = 0; j < m; j++)
-        idx[j] = used >= ss ? (uint32_t) j
-                            : __atomic_load_n(&list[j], __ATOMIC_RELAXED)
-                                  & (uint32_t) (ss - 1);
-    qsort(idx, m, sizeof(*idx), u32_cmp);
     for (j = 0; j < m; j++) {
-        if (j > 0 && idx[j] == idx[j - 1])
+        k = claimed(list, used, ss, j);
+        if (!whole && !seen_first(b, k))
             continue;
-        s = &tab[idx[j]];
+        s = &tab[k];
         if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 2
             || s->klen < 2 || s->klen > SSKEY_MAX
             || s->key[0] != SESSION_OWNER)
@@ -2151,6 +2183,8 @@ pend_apply_sessions(struct ina_store *st, MDB_txn *txn, struct batch *b,
         v[n].d = d;
         n++;
     }
+    if (!whole)
+        seen_forget(b, list, m, ss);
     qsort(v, n, sizeof(*v), sdelta_cmp);
     for (i = 0; i < n && rc == 0; i = k) {
         d = v[i].d;
@@ -2159,7 +2193,6 @@ pend_apply_sessions(struct ina_store *st, MDB_txn *txn, struct batch *b,
         if (d != 0)
             rc = session_apply(st, txn, v[i].key, v[i].klen, d);
     }
-    free(idx);
     free(v);
     return rc;
 }
@@ -2637,7 +2670,7 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
             if (!probe[i])
                 continue;
             if (q->sess) {
-                x = slot_sum((const uint8_t *) pend_stable(b->ph, i),
+                x = slot_sum((const uint8_t *) pend_stable(ph, i),
                              sizeof(struct sslot), pend_sslots(ph), at,
                              q->key, q->klen, offsetof(struct sslot, d), 0);
                 sum += x;
@@ -2758,26 +2791,19 @@ batch_session_holds(struct ina_store *st, MDB_txn *txn, uint32_t pid,
     const uint32_t *list;
     uint8_t who[OKEY_HDR];
     uint64_t applied, g, used, ss, j, m;
-    struct stat sb;
+    size_t len;
     unsigned i;
     void *map;
-    int fd, found = 0;
+    int writable, found = 0;
 
     /* Mapped here and not through the batch: reaping may run inside a
      * flush, under the batch lock, or outside it.  Rare: only for a
      * process found dead. */
     snprintf(path, sizeof(path), "%s/" PEND_NAME, st->conf->store);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+    if (file_map(path, 0, &map, &len, &writable) != 0)
         return 0;
-    if (fstat(fd, &sb) != 0 || (size_t) sb.st_size < PEND_OFF
-        || (map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd,
-                       0)) == MAP_FAILED) {
-        close(fd);
-        return 0;
-    }
-    close(fd);
     ph = map;
-    if (!pend_valid(ph, (size_t) sb.st_size))
+    if (len < PEND_OFF || !pend_valid(ph, len))
         goto out;
     be_put(who, pid, 4);
     be_put(who + 4, start, 8);
@@ -2792,9 +2818,7 @@ batch_session_holds(struct ina_store *st, MDB_txn *txn, uint32_t pid,
         list = pend_slist(ph, i);
         m = used >= ss ? ss : used;
         for (j = 0; j < m && !found; j++) {
-            sl = &tab[used >= ss ? j
-                                 : __atomic_load_n(&list[j], __ATOMIC_RELAXED)
-                                       & (ss - 1)];
+            sl = &tab[claimed(list, used, ss, j)];
             found = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE) == 2
                     && sl->klen > 1 + OKEY_HDR && sl->key[0] == SESSION_OWNER
                     && memcmp(sl->key + 1, who, OKEY_HDR) == 0
@@ -2802,7 +2826,7 @@ batch_session_holds(struct ina_store *st, MDB_txn *txn, uint32_t pid,
         }
     }
 out:
-    munmap(map, (size_t) sb.st_size);
+    munmap(map, len);
     return found;
 }
 
@@ -2863,11 +2887,11 @@ out:
     return rc;
 }
 
-/* pend_has - may some process hold events or sessions (or, with
- * sessions, sessions only) not in the tree? */
+/* batch_has_pending - may some process hold events (what has
+ * BATCH_COUNTS) or sessions (BATCH_SESSIONS) not in the tree? */
 
-static int
-pend_has(struct ina_store *st, int sessions)
+int
+batch_has_pending(struct ina_store *st, unsigned what)
 {
     struct batch *b;
     struct pend_hdr *ph;
@@ -2881,34 +2905,19 @@ pend_has(struct ina_store *st, int sessions)
     if (ph != NULL) {
         cur = __atomic_load_n(&ph->epoch, __ATOMIC_ACQUIRE);
         t = &ph->tab[cur & 1];
-        r = __atomic_load_n(&t->sused, __ATOMIC_RELAXED) > 0
-            || (!sessions && __atomic_load_n(&t->used, __ATOMIC_RELAXED) > 0);
+        r = ((what & BATCH_COUNTS)
+             && __atomic_load_n(&t->used, __ATOMIC_RELAXED) > 0)
+            || ((what & BATCH_SESSIONS)
+                && __atomic_load_n(&t->sused, __ATOMIC_RELAXED) > 0);
         /* An epoch before the current one not applied yet. */
         if (!r && __atomic_load_n(&ph->applied, __ATOMIC_RELAXED) + 1 < cur)
-            r = !sessions
+            r = (what & BATCH_COUNTS)
                 || __atomic_load_n(&ph->tab[(cur - 1) & 1].sused,
                                    __ATOMIC_RELAXED)
                        > 0;
     }
     pthread_mutex_unlock(&st->env->block);
     return r;
-}
-
-/* batch_has_pending - may some process hold events or sessions not in
- * the tree? */
-
-int
-batch_has_pending(struct ina_store *st)
-{
-    return pend_has(st, 0);
-}
-
-/* batch_has_sessions - may some process hold sessions not in the tree? */
-
-int
-batch_has_sessions(struct ina_store *st)
-{
-    return pend_has(st, 1);
 }
 
 /* batch_forget - drop the parent's batch in a child after fork
@@ -3068,7 +3077,7 @@ batch_sweep_txn(struct ina_store *st, MDB_txn *txn, char ***gone,
         if (session_alive((pid_t) pid, start))
             continue;
         snprintf(path, sizeof(path), "%s/%s", st->conf->store, de->d_name);
-        if ((m = journal_map(path, 0, &map, &len, &writable)) < 0)
+        if ((m = file_map(path, 0, &map, &len, &writable)) < 0)
             continue;
         if (m > 0) {
             /* Never sized: it never held an event. */

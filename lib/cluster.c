@@ -1140,7 +1140,8 @@ ina_cluster_collect(struct ina_store *st, unsigned flags, int64_t now_ms,
     /* This reads the tree: pending events are applied first, so the
      * cluster's staleness does not wait for flush_delay, and the agent
      * makes the flushes that idle workers would not. */
-    if (batch_has_pending(st) && (rc = batch_flush(st)) != 0)
+    if (batch_has_pending(st, BATCH_COUNTS | BATCH_SESSIONS)
+        && (rc = batch_flush(st)) != 0)
         goto out;
     if ((rc = store_read_begin(st, &txn)) != 0)
         goto out;

@@ -57,6 +57,19 @@ sat_add(uint64_t a, uint64_t b)
     return UINT64_MAX - a < b ? UINT64_MAX : a + b;
 }
 
+/* add_clamped - a + d for a signed d: never below 0, saturating above
+ * (counts and gauges with deltas that may be negative) */
+static inline uint64_t
+add_clamped(uint64_t a, int64_t d)
+{
+    uint64_t take;
+
+    if (d >= 0)
+        return sat_add(a, (uint64_t) d);
+    take = (uint64_t) 0 - (uint64_t) d;
+    return take >= a ? 0 : a - take;
+}
+
 /* key_cmp - LMDB's default key order: bytes as unsigned, and a key
  * before the longer keys it begins
  *
@@ -286,8 +299,10 @@ int batch_runway_step(struct ina_store *st);
 int batch_due(struct ina_store *st);
 int batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
                   size_t klen, int ev, uint64_t *n);
-int batch_has_pending(struct ina_store *st);
-int batch_has_sessions(struct ina_store *st);
+/* What batch_has_pending() asks about. */
+#define BATCH_COUNTS 1u
+#define BATCH_SESSIONS 2u
+int batch_has_pending(struct ina_store *st, unsigned what);
 int batch_session(struct ina_store *st, const uint8_t *okey, size_t oklen,
                   const uint8_t *gkey, const size_t *glen, size_t ng, int d);
 int batch_session_pending(struct ina_store *st, MDB_txn *txn, int gauge,

@@ -213,7 +213,7 @@ int
 session_apply(struct ina_store *st, MDB_txn *txn, const uint8_t *okey,
               size_t klen, int64_t delta)
 {
-    uint64_t before, after, take;
+    uint64_t before, after;
     unsigned slen, family;
     MDB_cursor *c;
     int64_t move;
@@ -231,13 +231,7 @@ session_apply(struct ina_store *st, MDB_txn *txn, const uint8_t *okey,
         return 0;
     if ((rc = session_get(txn, st->env->owners, okey, klen, &before)) != 0)
         return rc;
-    if (delta < 0) {
-        take = (uint64_t) -delta;
-        after = take >= before ? 0 : before - take;
-    } else {
-        after = sat_add(before, (uint64_t) delta);
-    }
-    if (after == before)
+    if ((after = add_clamped(before, delta)) == before)
         return 0;
     move = after > before ? (int64_t) (after - before)
                           : -(int64_t) (before - after);
@@ -275,8 +269,7 @@ session_owned(struct ina_store *st, const uint8_t *okey, size_t klen,
             break;
     }
     if (rc == 0)
-        *owned = d < 0 && (uint64_t) -d >= stored ? 0
-                                                  : stored + (uint64_t) d;
+        *owned = add_clamped(stored, d);
     return rc;
 }
 
@@ -605,7 +598,7 @@ ina_reap(struct ina_store *st, uint64_t *reaped)
         return rc;
     /* Sessions buffered by dead processes are applied first, to be
      * reaped here and counted: not by the flush's own periodic pass. */
-    if (batch_has_sessions(st)) {
+    if (batch_has_pending(st, BATCH_SESSIONS)) {
         int64_t due = st->next_reap;
 
         st->next_reap = INT64_MAX;

@@ -294,10 +294,7 @@ store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
         memcpy(&value, v.mv_data, sizeof(value));
     else if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    if (delta < 0)
-        value = (uint64_t) -delta >= value ? 0 : value - (uint64_t) -delta;
-    else
-        value = sat_add(value, (uint64_t) delta);
+    value = add_clamped(value, delta);
     if (result != NULL)
         *result = value;
     if (value == 0)
@@ -1233,6 +1230,23 @@ store_sum_cluster(struct ina_store *st, MDB_txn *txn, uint32_t width,
     return rc;
 }
 
+/* store_settle - before a query: start a flush if one is due, and
+ * before a range query (range) apply what the pending tables hold of
+ * what it reads (BATCH_COUNTS or BATCH_SESSIONS)
+ *
+ * Every process's pending events and sessions count at once: a single
+ * key adds them from the shared tables, a range applies them first. */
+
+static int
+store_settle(struct ina_store *st, int range, unsigned what)
+{
+    int rc = batch_due(st);
+
+    if (rc == 0 && range && batch_has_pending(st, what))
+        rc = batch_flush(st);
+    return rc;
+}
+
 /* ina_query - total of an event for a block over a range of windows */
 
 int
@@ -1289,12 +1303,7 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
                        (long long) now);
     }
     cur = (uint32_t) (now / mon->width);
-    /* Pending events (every process's) count at once: a single key adds
-     * them from the shared pending tables, a range query applies them
-     * first. */
-    if ((rc = batch_due(st)) == 0 && gran != block->plen
-        && batch_has_pending(st))
-        rc = batch_flush(st);
+    rc = store_settle(st, gran != block->plen, BATCH_COUNTS);
     /* A snapshot older than the pending tables (EAGAIN) is renewed. */
     for (tries = 0; rc == 0 && (rc = store_read_begin(st, &txn)) == 0;
          tries++) {
@@ -1387,12 +1396,7 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
     if ((rc = store_enter(st)) != 0)
         return err_set(errbuf, errlen, rc, "store %s: %s", st->conf->store,
                        ina_strerror(rc));
-    /* Buffered sessions (every process's) count at once, as pending
-     * events do: one gauge adds them from the shared tables, a range
-     * query applies them first. */
-    if ((rc = batch_due(st)) == 0 && gran != block->plen
-        && batch_has_sessions(st))
-        rc = batch_flush(st);
+    rc = store_settle(st, gran != block->plen, BATCH_SESSIONS);
     for (tries = 0; rc == 0 && (rc = store_read_begin(st, &txn)) == 0;
          tries++) {
         sum = 0;
@@ -1402,7 +1406,7 @@ ina_session_count(struct ina_store *st, const struct ina_cidr *block,
         if (rc == 0 && gran == block->plen
             && (rc = batch_session_pending(st, txn, 1, pfx, pfxlen + alen,
                                            &d)) == 0)
-            sum = d < 0 && (uint64_t) -d >= sum ? 0 : sum + (uint64_t) d;
+            sum = add_clamped(sum, d);
         if (rc != EAGAIN || tries >= STORE_RETRIES)
             break;
         store_read_end(st);
