@@ -14,7 +14,7 @@
 bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
 [ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
 
-plan 55
+plan 61
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
 tap_cleanup 'rm -rf "$tmp"'
@@ -39,7 +39,18 @@ for wl in realistic adversarial policy; do
     like "$section" '^  counts: exact ' "$wl: the store's counts are exact"
     like "$section" '^  inbound-audit / redis: .* floor / inbound-audit: ' \
         "$wl: the ratios line"
+    like "$section" "^  inbound-audit's store: its file read into the page cache before the run \\([0-9.]+ s\\),\$" \
+        "$wl: the store was read into the page cache first, and says so"
 done
+
+# The adversarial mix is measured on a new store too, checked as well.
+section=$(printf '%s\n' "$out" | sed -n "/^== adversarial:/,/^==/p")
+like "$section" '^  cold store +[0-9]+ +[0-9.]+ +[0-9]+ ' \
+    "adversarial: a cold store row"
+like "$section" '^  cold store counts: exact ' \
+    "adversarial: the cold store's counts are exact"
+like "$section" '^  cold store / redis: .* floor / cold store: ' \
+    "adversarial: the cold store's ratios"
 
 # The query figures.
 like "$out" '^== queries: ' "a query section"

@@ -347,6 +347,7 @@ struct bench {
     int64_t t0;                 /* the pinned clock of the scale phase */
     int realistic_done;
     struct bench_result res[3][NPEERS];
+    struct bench_result cold;   /* adversarial, on a new store */
     struct bench_qres q;
     int q_ran;
     uint64_t scale_n[MAX_SCALE];
@@ -2284,6 +2285,74 @@ store_check(const struct ina_conf *conf,
     return rc;
 }
 
+/* store_warm - make conf's store and read its whole file into the page
+ * cache; the seconds that took
+ *
+ * The floor's table is touched before its run (floor_prefault), and a
+ * store that has been running has its file in the page cache likewise:
+ * its tree takes pages that earlier transactions used and freed.  A new
+ * store's file is a reserved hole, and the first touch of each page has
+ * the kernel zero a new one: on this kind of virtual machine, whose host
+ * backs guest memory on first use, some microseconds a page, and a run
+ * of fresh keys takes a page for every few events.  The pages are read,
+ * not written: nothing is dirtied, and the tree's content is untouched.
+ * The adversarial workload is measured on a new store too ("cold
+ * store"), so that what a first fill costs is printed beside it. */
+
+static double
+store_warm(const struct ina_conf *conf)
+{
+    struct ina_store *st;
+    char why[ERRLEN], file[PATH_MAX + 16];
+    struct stat sb;
+    uint64_t t = now_ns();
+    size_t off, page = (size_t) sysconf(_SC_PAGESIZE);
+    volatile const uint8_t *p;
+    pid_t pid;
+    int fd, status;
+    void *m;
+
+    fflush(NULL);
+    if ((pid = fork()) < 0)
+        err(1, "fork");
+    if (pid == 0) {
+        /* A handle of its own makes the store; the file is then as long
+         * as the map. */
+        if (ina_store_open(conf, 0, &st, why, sizeof(why)) != 0) {
+            warnx("warm-up: %s", why);
+            _exit(1);
+        }
+        snprintf(file, sizeof(file), "%s/data.mdb", conf->store);
+        if ((fd = open(file, O_RDONLY)) < 0 || fstat(fd, &sb) != 0) {
+            warn("warm-up: %s", file);
+            _exit(1);
+        }
+        m = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            warn("warm-up: mmap %s", file);
+            _exit(1);
+        }
+#ifdef MADV_POPULATE_READ
+        if (madvise(m, (size_t) sb.st_size, MADV_POPULATE_READ) != 0)
+#endif
+        {
+            p = m;
+            for (off = 0; off < (size_t) sb.st_size; off += page)
+                (void) p[off];
+        }
+        munmap(m, (size_t) sb.st_size);
+        close(fd);
+        ina_store_close(st);
+        _exit(0);
+    }
+    if (waitpid(pid, &status, 0) < 0)
+        err(1, "waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        errx(1, "%s: cannot read the store into the page cache",
+             conf->store);
+    return (double) (now_ns() - t) / 1e9;
+}
+
 /* ---------------------------------------------------------------------
  * The throughput workloads
  * ------------------------------------------------------------------- */
@@ -2291,18 +2360,18 @@ store_check(const struct ina_conf *conf,
 /* print_result_row - one peer's line of a workload table */
 
 static void
-print_result_row(struct bench *b, int workload, enum bench_peer peer,
+print_result_row(struct bench *b, int workload, const char *label,
                  const struct bench_result *r)
 {
     char p50[24], p99[24], q50[24], q99[24], rate[32], bpa[32];
 
     if (!r->ran) {
-        say(b, "  %-14s %s\n", peer_names[peer],
+        say(b, "  %-14s %s\n", label,
             r->note[0] ? r->note : "not measured");
         return;
     }
     if (!r->ok) {
-        say(b, "  %-14s failed%s%s\n", peer_names[peer],
+        say(b, "  %-14s failed%s%s\n", label,
             r->note[0] ? ": " : "", r->note);
         return;
     }
@@ -2318,11 +2387,11 @@ print_result_row(struct bench *b, int workload, enum bench_peer peer,
         snprintf(bpa, sizeof(bpa), "-");
     if (workload == WL_POLICY)
         say(b, "  %-14s %10" PRIu64 " %7.2f %12s %10.0f %10s %10s %10s "
-            "%10s %8s\n", peer_names[peer], r->events, r->secs, rate,
+            "%10s %8s\n", label, r->events, r->secs, rate,
             r->conn_rate, p50, p99, q50, q99, bpa);
     else
         say(b, "  %-14s %10" PRIu64 " %7.2f %12s %10s %10s %10s\n",
-            peer_names[peer], r->events, r->secs, rate, p50, p99, bpa);
+            label, r->events, r->secs, rate, p50, p99, bpa);
 }
 
 /* job_visibility - the probes' delays into a result */
@@ -2460,6 +2529,38 @@ run_paced(struct bench *b, const struct bench_stream *s, double rate,
     ina_conf_free(conf);
 }
 
+/* ina_run - one timed run of inbound-audit's workers over the stream,
+ * its counts checked against the store; its row printed as label */
+
+static void
+ina_run(struct bench *b, int workload, const struct bench_stream *s,
+        const struct ina_conf *conf, const char *path, const char *label,
+        struct bench_result *r, char *counts, size_t len)
+{
+    struct bench_job j;
+    int failed;
+
+    job_init(&j, b, workload, PEER_INA, s->n, s->n / 2);
+    j.s = s;
+    j.conf = conf;
+    j.conf_path = path;
+    if (workload == WL_REALISTIC && b->o.workers >= 2)
+        j.probe = shm_alloc(sizeof(*j.probe), 0);
+    failed = run_workers(&j, workload == WL_POLICY ? worker_ina_policy
+                                                   : worker_ina);
+    job_result(&j, r);
+    if (failed)
+        errx(1, "%s: %d inbound-audit worker(s) failed", label, failed);
+    r->tracked = consumed_sources(s, j.res, workload == WL_ADVERSARIAL);
+    job_visibility(&j, r);
+    job_free(&j);
+    if (store_check(conf, r->by_ev, &r->bytes, counts, len) != 0) {
+        print_result_row(b, workload, label, r);
+        errx(1, "%s: counts are wrong: %s", label, counts);
+    }
+    print_result_row(b, workload, label, r);
+}
+
 /* run_workload - one workload against the three systems */
 
 static void
@@ -2472,11 +2573,12 @@ run_workload(struct bench *b, int workload)
     struct ina_conf *conf;
     struct floor_table ft;
     struct bench_job j;
-    char path[PATH_MAX + 64], why[ERRLEN], counts[ERRLEN], r1[32], r2[32];
+    char path[PATH_MAX + 64], why[ERRLEN], counts[ERRLEN], cold[ERRLEN];
+    char r1[32], r2[32];
     const char *name;
     size_t limit, keys, per_event;
     int idx, adversarial = workload == WL_ADVERSARIAL, failed;
-    double mem0;
+    double mem0, warm;
     uint64_t t;
 
     idx = workload == WL_REALISTIC ? 0 : workload == WL_ADVERSARIAL ? 1 : 2;
@@ -2517,29 +2619,18 @@ run_workload(struct bench *b, int workload)
         say(b, "  %-14s %10s %7s %12s %10s %10s %10s\n", "", "events",
             "secs", "events/s", "record p50", "p99", "B/addr");
 
-    /* inbound-audit. */
-    job_init(&j, b, workload, PEER_INA, s.n, s.n / 2);
-    j.s = &s;
-    j.conf = conf;
-    j.conf_path = path;
-    if (workload == WL_REALISTIC && b->o.workers >= 2)
-        j.probe = shm_alloc(sizeof(*j.probe), 0);
-    failed = run_workers(&j, workload == WL_POLICY ? worker_ina_policy
-                                                   : worker_ina);
-    job_result(&j, &res[PEER_INA]);
-    if (failed)
-        errx(1, "%s: %d inbound-audit worker(s) failed", name, failed);
-    res[PEER_INA].tracked = consumed_sources(&s, j.res, adversarial);
-    job_visibility(&j, &res[PEER_INA]);
-    job_free(&j);
-    if (store_check(conf, res[PEER_INA].by_ev, &res[PEER_INA].bytes,
-                    counts, sizeof(counts)) != 0) {
-        print_result_row(b, workload, PEER_INA, &res[PEER_INA]);
-        errx(1, "%s: counts are wrong: %s", name, counts);
-    }
-    print_result_row(b, workload, PEER_INA, &res[PEER_INA]);
+    /* inbound-audit: on a store whose file is in the page cache, as the
+     * floor's table is, and (adversarial) on a new one. */
+    warm = store_warm(conf);
+    ina_run(b, workload, &s, conf, path, peer_names[PEER_INA],
+            &res[PEER_INA], counts, sizeof(counts));
     if (workload == WL_REALISTIC)
         b->realistic_done = 1;
+    if (adversarial) {
+        rm_tree(conf->store);
+        ina_run(b, workload, &s, conf, path, "cold store", &b->cold, cold,
+                sizeof(cold));
+    }
 
     /* Redis. */
     if (b->redis.pid > 0) {
@@ -2567,7 +2658,7 @@ run_workload(struct bench *b, int workload)
         snprintf(res[PEER_REDIS].note, sizeof(res[0].note), "%.250s",
                  b->redis.note);
     }
-    print_result_row(b, workload, PEER_REDIS, &res[PEER_REDIS]);
+    print_result_row(b, workload, peer_names[PEER_REDIS], &res[PEER_REDIS]);
 
     /* The floor: room for every key the stream can make, in two
      * windows of each width. */
@@ -2589,9 +2680,16 @@ run_workload(struct bench *b, int workload)
     if (failed)
         snprintf(res[PEER_FLOOR].note, sizeof(res[0].note),
                  "%d worker(s) failed", failed);
-    print_result_row(b, workload, PEER_FLOOR, &res[PEER_FLOOR]);
+    print_result_row(b, workload, peer_names[PEER_FLOOR], &res[PEER_FLOOR]);
 
     say(b, "  counts: %s\n", counts);
+    if (adversarial)
+        say(b, "  cold store counts: %s\n", cold);
+    say(b, "  inbound-audit's store: its file read into the page cache "
+        "before the run (%.2f s),\n    as a running store's is and as the "
+        "floor's table is touched%s\n", warm,
+        adversarial ? ";\n    cold store: a new store, every page of whose "
+                      "file the run touches first" : "");
     say_visibility(b, &res[PEER_INA], "at full speed", "", conf);
     if (workload == WL_REALISTIC && b->o.workers >= 2) {
         struct bench_result pr;
@@ -2618,6 +2716,25 @@ run_workload(struct bench *b, int workload)
         strcmp(r1, "-") == 0 ? "n/a" : r1,
         strcmp(r1, "-") == 0 ? "" : " faster",
         strcmp(r2, "-") == 0 ? "n/a" : r2);
+    if (adversarial) {
+        fmt_ratio(r1, sizeof(r1), res[PEER_REDIS].ok
+                                      && res[PEER_REDIS].rate > 0
+                                      ? b->cold.rate / res[PEER_REDIS].rate
+                                      : 0);
+        fmt_ratio(r2, sizeof(r2), res[PEER_FLOOR].ok && b->cold.rate > 0
+                                      ? res[PEER_FLOOR].rate / b->cold.rate
+                                      : 0);
+        say(b, "  cold store / redis: %s%s    floor / cold store: %s\n",
+            strcmp(r1, "-") == 0 ? "n/a" : r1,
+            strcmp(r1, "-") == 0 ? "" : " faster",
+            strcmp(r2, "-") == 0 ? "n/a" : r2);
+        fig(b, b->cold.rate, "%s.inbound_audit_cold.events_per_s", name);
+        fig(b, (double) b->cold.rp50, "%s.inbound_audit_cold.record_p50_ns",
+            name);
+        fig(b, (double) b->cold.rp99, "%s.inbound_audit_cold.record_p99_ns",
+            name);
+    }
+    fig(b, warm, "%s.inbound_audit.warm_s", name);
 
     fig(b, res[PEER_INA].rate, "%s.inbound_audit.events_per_s", name);
     fig(b, (double) res[PEER_INA].rp50, "%s.inbound_audit.record_p50_ns",
