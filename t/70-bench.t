@@ -14,7 +14,7 @@
 bench="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/inaudit-bench"
 [ -x "$bench" ] || skip_all "tools/inaudit-bench is not built"
 
-plan 61
+plan 69
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/70-bench.XXXXXX") || bail "mktemp failed"
 tap_cleanup 'rm -rf "$tmp"'
@@ -129,3 +129,19 @@ is 2 "$?" "an unknown option exits 2"
 is 2 "$?" "a flush delay past 1000 ms exits 2"
 "$bench" --flush-delay 10ms >/dev/null 2>&1
 is 2 "$?" "a flush delay that is not a number exits 2"
+
+# The layout probe applies a small stream in both layouts and reads every
+# count back; bad counts and stray arguments are usage errors.
+probe="${INA_TEST_BUILDDIR:-$(dirname "$0")}/../tools/layout-probe"
+TMPDIR=$tmp "$probe" -n 20000 -b 5000 >"$tmp/probe" 2>&1
+is 0 "$?" "layout-probe -n 20000 -b 5000 exits 0"
+like "$(cat "$tmp/probe")" '^  per width +9 keys an event, file front [0-9]+ bytes an event, counts exact \(180000\)$' \
+    "...the per-width layout's counts are exact"
+like "$(cat "$tmp/probe")" '^  per granularity +3 keys an event, file front [0-9]+ bytes an event, counts exact \(180000\)$' \
+    "...and the per-granularity layout's"
+is "" "$(ls "$tmp" | grep layout-probe)" "...and its directory is removed"
+for bad in "-n 0" "-n 12x" "-b -1" "extra"; do
+    # shellcheck disable=SC2086
+    "$probe" $bad >/dev/null 2>&1
+    is 2 "$?" "layout-probe $bad exits 2"
+done
