@@ -2024,6 +2024,32 @@ epoch_full(const struct ina_store *st, const struct batch *b,
                   >= b->ph->slots / 2;
 }
 
+/* file_read_in - read len bytes of fd at off into the page cache, on a
+ * mapping of its own: nothing is written; -1 if it cannot be mapped */
+
+int
+file_read_in(int fd, uint64_t off, size_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    volatile const uint8_t *p;
+    size_t i;
+    void *m;
+
+    m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) off);
+    if (m == MAP_FAILED)
+        return -1;
+#ifdef MADV_POPULATE_READ
+    if (madvise(m, len, MADV_POPULATE_READ) != 0)
+#endif
+    {
+        p = m;
+        for (i = 0; i < len; i += page > 0 ? (size_t) page : 4096)
+            (void) p[i];
+    }
+    munmap(m, len);
+    return 0;
+}
+
 /* runway_step - read the next piece of data.mdb past the tree into the
  * page cache; 0 when RUNWAY_BYTES past the last page are there already
  *
@@ -2049,7 +2075,6 @@ runway_step(struct ina_store *st, struct batch *b)
     uint64_t front, end, upto, from;
     long page = sysconf(_SC_PAGESIZE);
     int fd;
-    void *m;
 
     if (mdb_env_info(st->env->env, &ei) != 0
         || mdb_env_stat(st->env->env, &ms) != 0
@@ -2075,21 +2100,7 @@ runway_step(struct ina_store *st, struct batch *b)
                                           from + RUNWAY_CHUNK, 0,
                                           __ATOMIC_ACQ_REL,
                                           __ATOMIC_ACQUIRE));
-    m = mmap(NULL, RUNWAY_CHUNK, PROT_READ, MAP_SHARED, fd, (off_t) from);
-    if (m == MAP_FAILED)
-        return 0;
-#ifdef MADV_POPULATE_READ
-    if (madvise(m, RUNWAY_CHUNK, MADV_POPULATE_READ) != 0)
-#endif
-    {
-        volatile const uint8_t *p = m;
-        size_t off;
-
-        for (off = 0; off < RUNWAY_CHUNK; off += (size_t) page)
-            (void) p[off];
-    }
-    munmap(m, RUNWAY_CHUNK);
-    return 1;
+    return file_read_in(fd, from, RUNWAY_CHUNK) == 0;
 }
 
 /* batch_runway_step - runway_step for a handle (tests) */

@@ -296,6 +296,7 @@ int batch_record(struct ina_store *st, enum ina_event ev,
                  const struct ina_cidr *addr, uint64_t n);
 int batch_flush(struct ina_store *st);
 int batch_runway_step(struct ina_store *st);
+int file_read_in(int fd, uint64_t off, size_t len);
 int batch_due(struct ina_store *st);
 int batch_pending(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
                   size_t klen, int ev, uint64_t *n);

@@ -78,6 +78,7 @@
 #include <lualib.h>
 
 #include "inaudit.h"
+#include "internal.h"
 #include "msys_audit.h"
 
 /* Defaults of the options, and their quick (CI) values. */
@@ -347,7 +348,6 @@ struct bench {
     int64_t t0;                 /* the pinned clock of the scale phase */
     int realistic_done;
     struct bench_result res[3][NPEERS];
-    struct bench_result cold;   /* adversarial, on a new store */
     struct bench_qres q;
     int q_ran;
     uint64_t scale_n[MAX_SCALE];
@@ -2306,11 +2306,8 @@ store_warm(const struct ina_conf *conf)
     char why[ERRLEN], file[PATH_MAX + 16];
     struct stat sb;
     uint64_t t = now_ns();
-    size_t off, page = (size_t) sysconf(_SC_PAGESIZE);
-    volatile const uint8_t *p;
     pid_t pid;
     int fd, status;
-    void *m;
 
     fflush(NULL);
     if ((pid = fork()) < 0)
@@ -2323,24 +2320,11 @@ store_warm(const struct ina_conf *conf)
             _exit(1);
         }
         snprintf(file, sizeof(file), "%s/data.mdb", conf->store);
-        if ((fd = open(file, O_RDONLY)) < 0 || fstat(fd, &sb) != 0) {
+        if ((fd = open(file, O_RDONLY)) < 0 || fstat(fd, &sb) != 0
+            || file_read_in(fd, 0, (size_t) sb.st_size) != 0) {
             warn("warm-up: %s", file);
             _exit(1);
         }
-        m = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        if (m == MAP_FAILED) {
-            warn("warm-up: mmap %s", file);
-            _exit(1);
-        }
-#ifdef MADV_POPULATE_READ
-        if (madvise(m, (size_t) sb.st_size, MADV_POPULATE_READ) != 0)
-#endif
-        {
-            p = m;
-            for (off = 0; off < (size_t) sb.st_size; off += page)
-                (void) p[off];
-        }
-        munmap(m, (size_t) sb.st_size);
         close(fd);
         ina_store_close(st);
         _exit(0);
@@ -2561,6 +2545,27 @@ ina_run(struct bench *b, int workload, const struct bench_stream *s,
     print_result_row(b, workload, label, r);
 }
 
+/* say_ratios - the line of a row's rate against Redis's and the floor's
+ * (res: the workload's results) */
+
+static void
+say_ratios(struct bench *b, const char *label, double rate,
+           const struct bench_result *res)
+{
+    char r1[32], r2[32];
+
+    fmt_ratio(r1, sizeof(r1), res[PEER_REDIS].ok && res[PEER_REDIS].rate > 0
+                                  ? rate / res[PEER_REDIS].rate
+                                  : 0);
+    fmt_ratio(r2, sizeof(r2), res[PEER_FLOOR].ok && rate > 0
+                                  ? res[PEER_FLOOR].rate / rate
+                                  : 0);
+    say(b, "  %s / redis: %s%s    floor / %s: %s\n", label,
+        strcmp(r1, "-") == 0 ? "n/a" : r1,
+        strcmp(r1, "-") == 0 ? "" : " faster", label,
+        strcmp(r2, "-") == 0 ? "n/a" : r2);
+}
+
 /* run_workload - one workload against the three systems */
 
 static void
@@ -2569,12 +2574,12 @@ run_workload(struct bench *b, int workload)
     static const char *const names[] = { "realistic", "adversarial",
                                          "policy" };
     struct bench_stream s;
-    struct bench_result *res;
+    struct bench_result *res, cold;
     struct ina_conf *conf;
     struct floor_table ft;
     struct bench_job j;
-    char path[PATH_MAX + 64], why[ERRLEN], counts[ERRLEN], cold[ERRLEN];
-    char r1[32], r2[32];
+    char path[PATH_MAX + 64], why[ERRLEN], counts[ERRLEN];
+    char cold_counts[ERRLEN];
     const char *name;
     size_t limit, keys, per_event;
     int idx, adversarial = workload == WL_ADVERSARIAL, failed;
@@ -2628,8 +2633,8 @@ run_workload(struct bench *b, int workload)
         b->realistic_done = 1;
     if (adversarial) {
         rm_tree(conf->store);
-        ina_run(b, workload, &s, conf, path, "cold store", &b->cold, cold,
-                sizeof(cold));
+        ina_run(b, workload, &s, conf, path, "cold store", &cold,
+                cold_counts, sizeof(cold_counts));
     }
 
     /* Redis. */
@@ -2684,7 +2689,7 @@ run_workload(struct bench *b, int workload)
 
     say(b, "  counts: %s\n", counts);
     if (adversarial)
-        say(b, "  cold store counts: %s\n", cold);
+        say(b, "  cold store counts: %s\n", cold_counts);
     say(b, "  inbound-audit's store: its file read into the page cache "
         "before the run (%.2f s),\n    as a running store's is and as the "
         "floor's table is touched%s\n", warm,
@@ -2706,32 +2711,13 @@ run_workload(struct bench *b, int workload)
     if (workload == WL_POLICY)
         say(b, "  policy p50/p99: one call of the policy function, three "
             "queries (redis: one HMGET; floor: three lookups)\n");
-    fmt_ratio(r1, sizeof(r1), res[PEER_REDIS].ok && res[PEER_REDIS].rate > 0
-                                  ? res[PEER_INA].rate / res[PEER_REDIS].rate
-                                  : 0);
-    fmt_ratio(r2, sizeof(r2), res[PEER_FLOOR].ok && res[PEER_INA].rate > 0
-                                  ? res[PEER_FLOOR].rate / res[PEER_INA].rate
-                                  : 0);
-    say(b, "  inbound-audit / redis: %s%s    floor / inbound-audit: %s\n",
-        strcmp(r1, "-") == 0 ? "n/a" : r1,
-        strcmp(r1, "-") == 0 ? "" : " faster",
-        strcmp(r2, "-") == 0 ? "n/a" : r2);
+    say_ratios(b, peer_names[PEER_INA], res[PEER_INA].rate, res);
     if (adversarial) {
-        fmt_ratio(r1, sizeof(r1), res[PEER_REDIS].ok
-                                      && res[PEER_REDIS].rate > 0
-                                      ? b->cold.rate / res[PEER_REDIS].rate
-                                      : 0);
-        fmt_ratio(r2, sizeof(r2), res[PEER_FLOOR].ok && b->cold.rate > 0
-                                      ? res[PEER_FLOOR].rate / b->cold.rate
-                                      : 0);
-        say(b, "  cold store / redis: %s%s    floor / cold store: %s\n",
-            strcmp(r1, "-") == 0 ? "n/a" : r1,
-            strcmp(r1, "-") == 0 ? "" : " faster",
-            strcmp(r2, "-") == 0 ? "n/a" : r2);
-        fig(b, b->cold.rate, "%s.inbound_audit_cold.events_per_s", name);
-        fig(b, (double) b->cold.rp50, "%s.inbound_audit_cold.record_p50_ns",
+        say_ratios(b, "cold store", cold.rate, res);
+        fig(b, cold.rate, "%s.inbound_audit_cold.events_per_s", name);
+        fig(b, (double) cold.rp50, "%s.inbound_audit_cold.record_p50_ns",
             name);
-        fig(b, (double) b->cold.rp99, "%s.inbound_audit_cold.record_p99_ns",
+        fig(b, (double) cold.rp99, "%s.inbound_audit_cold.record_p99_ns",
             name);
     }
     fig(b, warm, "%s.inbound_audit.warm_s", name);

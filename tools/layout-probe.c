@@ -35,8 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,7 +44,7 @@
 
 #define NWIDTHS 3
 #define NGRANS 3
-#define KEY_MAX (10 + 16)
+#define KEY_MAX CKEY_MAX
 /* Per granularity: the coarse window's counts, then one entry for each
  * finer width (width index, window offset, three counts). */
 #define ENTRY (2 + 24)
@@ -134,7 +132,7 @@ make_items(struct item *it, size_t n, enum layout l, uint64_t *seed,
     size_t e, m = 0;
     uint8_t a[16], p[16];
     uint64_t r;
-    int g, w, v6, mask, alen, nw;
+    int g, w, v6, mask, nw;
     struct item *x;
 
     for (e = 0; e < n; e++) {
@@ -143,23 +141,19 @@ make_items(struct item *it, size_t n, enum layout l, uint64_t *seed,
         r = rnd(seed);
         memcpy(a + 8, &r, 8);
         v6 = (int) (rnd(seed) & 1);
-        alen = v6 ? 16 : 4;
         for (g = 0; g < NGRANS; g++) {
             mask = v6 ? masks6[g] : masks4[g];
-            memset(p, 0, sizeof(p));
-            memcpy(p, a, (size_t) mask / 8);
+            memcpy(p, a, sizeof(p));
+            cidr_mask(p, cidr_addrlen(v6 ? 6 : 4), (unsigned) mask);
             nw = l == PER_WIDTH ? NWIDTHS : 1;
             for (w = 0; w < nw; w++) {
                 uint32_t width = l == PER_WIDTH ? widths[w]
                                                 : widths[NWIDTHS - 1];
 
                 x = &it[m++];
-                be_put(x->key, width, 4);
-                be_put(x->key + 4, now / width, 4);
-                x->key[8] = v6 ? 6 : 4;
-                x->key[9] = (uint8_t) mask;
-                memcpy(x->key + 10, p, (size_t) alen);
-                x->klen = (uint8_t) (10 + alen);
+                x->klen = (uint8_t) store_ckey(x->key, width, now / width,
+                                               v6 ? 6 : 4, (unsigned) mask,
+                                               p);
                 memset(x->val, 0, sizeof(x->val));
                 counts_add(x->val, 0);
                 x->vlen = 24;
@@ -251,26 +245,11 @@ static void
 warm(const char *dir, size_t size)
 {
     char path[PATH_MAX];
-    size_t off, page = (size_t) sysconf(_SC_PAGESIZE);
-    volatile const uint8_t *p;
-    void *m;
     int fd;
 
     snprintf(path, sizeof(path), "%s/data.mdb", dir);
-    if ((fd = open(path, O_RDONLY)) < 0)
+    if ((fd = open(path, O_RDONLY)) < 0 || file_read_in(fd, 0, size) != 0)
         err(1, "%s", path);
-    m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        err(1, "mmap %s", path);
-#ifdef MADV_POPULATE_READ
-    if (madvise(m, size, MADV_POPULATE_READ) != 0)
-#endif
-    {
-        p = m;
-        for (off = 0; off < size; off += page)
-            (void) p[off];
-    }
-    munmap(m, size);
     close(fd);
 }
 
