@@ -98,18 +98,24 @@
 /* Its record in the meta database. */
 #define PEND_META "pending_epoch"
 #define PEND_MAGIC 0x494e4150 /* "INAP" */
-#define PEND_VERSION 2
+#define PEND_VERSION 3
 /* Slots of each table: a power of two, the file at most a 16th of the
- * map. */
+ * map.  At most, a table is 16 MiB: the two tables fill this machine's
+ * last-level cache (32 MiB), and a table twice as large made every
+ * record slower; an epoch ends when its table is half full, which
+ * bounds what a flush applies (LMDB's cost an event halves as its
+ * transactions grow fourfold). */
 #define PEND_SLOTS_MIN 4096u
-#define PEND_SLOTS_MAX 262144u
-/* Each epoch's table of buffered sessions has an eighth as many. */
-#define PEND_SESSION_SHIFT 3
+#define PEND_SLOTS_MAX 524288u
+/* Each epoch's table of buffered sessions has a sixteenth as many. */
+#define PEND_SESSION_SHIFT 4
 /* Bytes of the file per slot of each table: the slot and its list entry,
- * for two tables, and the session slots' share of the same. */
+ * for two tables, and the session slots' share of the same, rounded up
+ * (the file may be a little longer than its tables, never shorter). */
 #define PEND_PER_SLOT                                                    \
     (2 * (sizeof(struct pslot) + sizeof(uint32_t))                       \
-     + (2 * (sizeof(struct sslot) + sizeof(uint32_t))                    \
+     + ((2 * (sizeof(struct sslot) + sizeof(uint32_t))                   \
+         + (1u << PEND_SESSION_SHIFT) - 1)                               \
         >> PEND_SESSION_SHIFT))
 /* Where the first table starts in the file. */
 #define PEND_OFF 4096u
@@ -219,14 +225,16 @@ struct pend_hdr {
 /* A slot: claimed (0 -> 1) by one writer, which writes the key and then
  * makes it ready (2).  A writer that finds a slot still being claimed
  * after a while probes past it, so one key may have several slots:
- * readers add them all.  One cache line. */
+ * readers add them all.  Half a cache line, so that a table of a given
+ * size holds twice the prefixes: the counts are 32 bits, and an add that
+ * would pass 2^32 - 1 goes to another slot of the key (pend_add); a
+ * record of more than that at once is not buffered (batch_record). */
+#define PSLOT_MAX UINT32_MAX
 struct pslot {
-    uint32_t state;
+    uint8_t state;
     uint8_t klen;
     uint8_t key[PKEY_MAX];
-    uint8_t pad[1];
-    uint64_t d[INA_NEVENTS];
-    uint64_t pad2[2];
+    uint32_t d[INA_NEVENTS];
 };
 
 /* A session slot: the same claim as a counter slot, on a key that is a
@@ -235,10 +243,10 @@ struct pslot {
  * one signed delta.  Two cache lines. */
 #define SSKEY_MAX (1 + OKEY_MAX)
 struct sslot {
-    uint32_t state;
+    uint8_t state;
     uint8_t klen;
     uint8_t key[SSKEY_MAX];
-    uint8_t pad[3];
+    uint8_t pad[6];
     int64_t d;
     uint64_t pad2[6];
 };
@@ -247,8 +255,8 @@ struct sslot {
 #define SESSION_GAUGE 'g'
 
 /* Both kinds of slot begin alike: slot_find and slot_sum work on both. */
-#define SLOT_KLEN 4
-#define SLOT_KEY 5
+#define SLOT_KLEN 1
+#define SLOT_KEY 2
 
 _Static_assert(offsetof(struct pslot, klen) == SLOT_KLEN
                    && offsetof(struct pslot, key) == SLOT_KEY
@@ -259,7 +267,12 @@ _Static_assert(sizeof(struct sslot) == 128, "session slot size");
 _Static_assert(sizeof(struct journal_hdr) == 64, "journal header size");
 _Static_assert(sizeof(struct journal_ent) == 40, "journal entry size");
 _Static_assert(sizeof(struct pend_hdr) <= PEND_OFF, "pending header size");
-_Static_assert(sizeof(struct pslot) == 64, "pending slot size");
+_Static_assert(sizeof(struct pslot) == 32, "pending slot size");
+_Static_assert(2 * (sizeof(struct sslot) + sizeof(uint32_t))
+                   <= (PEND_PER_SLOT
+                       - 2 * (sizeof(struct pslot) + sizeof(uint32_t)))
+                          << PEND_SESSION_SHIFT,
+               "the pending file holds its session tables");
 
 /* The journal of another process, mapped for flushes. */
 struct peer {
@@ -1552,16 +1565,18 @@ pend_put_applied(struct ina_store *st, MDB_txn *txn,
     return mdb_put(txn, st->env->meta, &k, &v, 0);
 }
 
-/* pslot_add - add n to a slot's count, saturating */
+/* pslot_add - add n to a slot's count if it stays within PSLOT_MAX */
 
-static void
-pslot_add(uint64_t *d, uint64_t n)
+static int
+pslot_add(uint32_t *d, uint64_t n)
 {
-    uint64_t cur = __atomic_load_n(d, __ATOMIC_RELAXED);
+    uint32_t cur = __atomic_load_n(d, __ATOMIC_RELAXED);
 
-    while (!__atomic_compare_exchange_n(d, &cur, sat_add(cur, n), 1,
+    while (n <= PSLOT_MAX - cur)
+        if (__atomic_compare_exchange_n(d, &cur, (uint32_t) (cur + n), 1,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        ;
+            return 1;
+    return 0;
 }
 
 /* slot_find - the slot of a key in a shared table of slots of size
@@ -1575,14 +1590,13 @@ slot_find(uint8_t *tab, size_t size, uint64_t *used, uint32_t *list,
           uint64_t slots, size_t i, const uint8_t *key, size_t klen)
 {
     size_t probes;
-    uint8_t *s;
-    uint32_t *state, cur, spins;
+    uint8_t *s, cur;
+    uint32_t spins;
     uint64_t idx;
 
     for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
         s = tab + i * size;
-        state = (uint32_t *) s;
-        cur = __atomic_load_n(state, __ATOMIC_ACQUIRE);
+        cur = __atomic_load_n(s, __ATOMIC_ACQUIRE);
         if (cur == 0) {
             /* Listed before it is claimed: a writer killed in between
              * leaves an extra entry, never a slot missing from the
@@ -1591,12 +1605,12 @@ slot_find(uint8_t *tab, size_t size, uint64_t *used, uint32_t *list,
             if (idx < slots)
                 __atomic_store_n(&list[idx], (uint32_t) i,
                                  __ATOMIC_RELAXED);
-            if (__atomic_compare_exchange_n(state, &cur, 1, 0,
+            if (__atomic_compare_exchange_n(s, &cur, 1, 0,
                                             __ATOMIC_ACQUIRE,
                                             __ATOMIC_ACQUIRE)) {
                 s[SLOT_KLEN] = (uint8_t) klen;
                 memcpy(s + SLOT_KEY, key, klen);
-                __atomic_store_n(state, 2, __ATOMIC_RELEASE);
+                __atomic_store_n(s, 2, __ATOMIC_RELEASE);
                 return s;
             }
         }
@@ -1605,7 +1619,7 @@ slot_find(uint8_t *tab, size_t size, uint64_t *used, uint32_t *list,
         for (spins = 0; cur == 1 && spins < CLAIM_SPINS; spins++) {
             if (spins >= 64)
                 sched_yield();
-            cur = __atomic_load_n(state, __ATOMIC_ACQUIRE);
+            cur = __atomic_load_n(s, __ATOMIC_ACQUIRE);
         }
         if (cur == 2 && s[SLOT_KLEN] == klen
             && memcmp(s + SLOT_KEY, key, klen) == 0)
@@ -1614,36 +1628,41 @@ slot_find(uint8_t *tab, size_t size, uint64_t *used, uint32_t *list,
     return NULL;
 }
 
-/* slot_sum - the sum of the u64 at offset off of a key's slots (one key
- * may have several), saturating with sat, else modulo 2^64 (the signed
- * deltas of sessions) */
+/* slot_sum - the sum over a key's slots (one key may have several) of
+ * the number at offset off: with counts, a slot's u32 count, the sum
+ * saturating; else the u64 of a session slot, modulo 2^64 (signed
+ * deltas) */
 
 static uint64_t
 slot_sum(const uint8_t *tab, size_t size, uint64_t slots, size_t i,
-         const uint8_t *key, size_t klen, size_t off, int sat)
+         const uint8_t *key, size_t klen, size_t off, int counts)
 {
     size_t probes;
     const uint8_t *s;
-    uint64_t sum = 0, v;
-    uint32_t state;
+    uint64_t sum = 0;
+    uint8_t state;
 
     for (probes = 0; probes < slots; probes++, i = (i + 1) & (slots - 1)) {
         s = tab + i * size;
-        state = __atomic_load_n((const uint32_t *) s, __ATOMIC_ACQUIRE);
+        state = __atomic_load_n(s, __ATOMIC_ACQUIRE);
         if (state == 0)
             break;
         if (state == 2 && s[SLOT_KLEN] == klen
-            && memcmp(s + SLOT_KEY, key, klen) == 0) {
-            v = __atomic_load_n((const uint64_t *) (s + off),
-                                __ATOMIC_RELAXED);
-            sum = sat ? sat_add(sum, v) : sum + v;
-        }
+            && memcmp(s + SLOT_KEY, key, klen) == 0)
+            sum = counts ? sat_add(sum, __atomic_load_n(
+                                            (const uint32_t *) (s + off),
+                                            __ATOMIC_RELAXED))
+                         : sum + __atomic_load_n((const uint64_t *) (s + off),
+                                                 __ATOMIC_RELAXED);
     }
     return sum;
 }
 
-/* pend_add - add one prefix's delta to a shared table
+/* pend_add - add one prefix's delta (at most PSLOT_MAX) to a shared
+ * table
  *
+ * A slot whose count would pass PSLOT_MAX is left as it is, and the
+ * search goes on past it, to another slot of the key or a new one.
  * Returns 0, or ENOSPC when every slot was probed (the count then
  * reaches queries only when its epoch is applied). */
 
@@ -1652,13 +1671,20 @@ pend_add(struct pend_tab *t, struct pslot *tab, uint32_t *list,
          uint64_t slots, size_t i, const uint8_t *key, size_t klen, int ev,
          uint64_t n)
 {
-    struct pslot *s = (struct pslot *) (void *) slot_find(
-        (uint8_t *) tab, sizeof(*tab), &t->used, list, slots, i, key, klen);
+    struct pslot *s;
+    uint64_t tries;
 
-    if (s == NULL)
-        return ENOSPC;
-    pslot_add(&s->d[ev], n);
-    return 0;
+    for (tries = 0; tries < slots; tries++) {
+        s = (struct pslot *) (void *) slot_find((uint8_t *) tab,
+                                                sizeof(*tab), &t->used,
+                                                list, slots, i, key, klen);
+        if (s == NULL)
+            return ENOSPC;
+        if (pslot_add(&s->d[ev], n))
+            return 0;
+        i = ((size_t) (s - tab) + 1) & (slots - 1);
+    }
+    return ENOSPC;
 }
 
 /* pend_get - a prefix's count of one event in a shared table: the sum of
@@ -1669,7 +1695,7 @@ pend_get(const struct pslot *tab, uint64_t slots, size_t i,
          const uint8_t *key, size_t klen, int ev)
 {
     return slot_sum((const uint8_t *) tab, sizeof(*tab), slots, i, key,
-                    klen, offsetof(struct pslot, d) + ev * sizeof(uint64_t),
+                    klen, offsetof(struct pslot, d) + ev * sizeof(uint32_t),
                     1);
 }
 
@@ -1687,7 +1713,7 @@ pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
     uint64_t slots = b->ph->slots;
 
     /* The slots are far apart in a large table: ask for all of them
-     * (a slot is one cache line; to write) before the first add, so that
+     * (a slot is half a cache line; to write) before the first add, so that
      * their cache misses overlap rather than follow one another. */
     for (pi = 0; pi < np; pi++) {
         at[pi] = pkey_home(keys[pi], klen, slots);
@@ -2512,8 +2538,8 @@ epoch_leave(struct batch *b, struct pend_tab *t)
 /* batch_record_locked - journal one event, add it to the current table
  *
  * Returns EAGAIN when the event could not be buffered (the windows kept
- * moving under it): the caller then writes it in a transaction of its
- * own. */
+ * moving under it, or it counts more than a slot holds): the caller
+ * then writes it in a transaction of its own. */
 
 static int
 batch_record_locked(struct ina_store *st, enum ina_event ev,
@@ -2527,6 +2553,8 @@ batch_record_locked(struct ina_store *st, enum ina_event ev,
     int64_t now;
     int rc, tries;
 
+    if (n > PSLOT_MAX)
+        return EAGAIN;
     if ((rc = batch_writer(st, &b)) != 0)
         return rc;
     ph = b->ph;

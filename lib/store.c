@@ -1080,8 +1080,9 @@ ina_record(struct ina_store *st, enum ina_event ev,
     a.n = n;
     if ((rc = store_enter(st)) != 0)
         return rc;
-    /* EAGAIN: the windows kept moving under the buffered path, and the
-     * event is not journaled: it gets a transaction of its own. */
+    /* EAGAIN: the windows kept moving under the buffered path, or the
+     * event counts more than 2^32 - 1 at once, and it is not journaled:
+     * it gets a transaction of its own. */
     if (st->conf->flush_delay == 0
         || (rc = batch_record(st, ev, addr, n)) == EAGAIN) {
         rc = store_write(st, record_txn, &a);

@@ -156,15 +156,16 @@ unlink_pending(const char *dir)
  * them; returns the slots changed, or -1
  *
  * The layout is lib/batch.c's: slots per table at offset 16 of the
- * header, the tables from offset 4096, 64-byte slots whose state (2:
- * ready) is the first u32 and whose counts start at offset 24. */
+ * header, the tables from offset 4096, 32-byte slots whose state (2:
+ * ready) is the first byte and whose u32 counts start at offset 20. */
 
 static int
 pending_adjust(const char *dir, int64_t delta)
 {
     char path[1024];
-    uint64_t slots, i, d, t = pending_epoch(dir) & 1;
-    uint32_t state;
+    uint64_t slots, i, t = pending_epoch(dir) & 1;
+    uint32_t d;
+    uint8_t state;
     off_t off;
     int fd, n = 0;
 
@@ -176,14 +177,14 @@ pending_adjust(const char *dir, int64_t delta)
         return -1;
     }
     for (i = 0; i < slots; i++) {
-        off = 4096 + (off_t) (t * slots + i) * 64;
+        off = 4096 + (off_t) (t * slots + i) * 32;
         if (pread(fd, &state, sizeof(state), off) != sizeof(state)
-            || pread(fd, &d, sizeof(d), off + 24) != sizeof(d))
+            || pread(fd, &d, sizeof(d), off + 20) != sizeof(d))
             break;
         if (state != 2)
             continue;
-        d = delta < 0 && d < (uint64_t) -delta ? 0 : d + (uint64_t) delta;
-        if (pwrite(fd, &d, sizeof(d), off + 24) != sizeof(d))
+        d = delta < 0 && d < (uint32_t) -delta ? 0 : d + (uint32_t) delta;
+        if (pwrite(fd, &d, sizeof(d), off + 20) != sizeof(d))
             break;
         n++;
     }
@@ -648,6 +649,49 @@ main(void)
     is_int(1, meta_tails(conf->store), "its tail is stored");
     is_int(0, ina_reap(b, &reaped), "another write transaction");
     is_int(1, meta_tails(conf->store), "and a live journal keeps its tail");
+
+    /* A table slot counts up to 2^32 - 1.  An add that would pass it
+     * takes another slot of the prefix, which queries add and a flush
+     * applies like any other; a record of more than that at once gets a
+     * transaction of its own. */
+    a = test_open(conf);
+    ina_store_set_clock(a, test_clock, &now);
+    {
+        struct ina_cidr big = test_addr("198.18.7.1");
+        uint64_t x = 4000000000u;
+
+        is_int(0, ina_flush(a), "big counts: an empty epoch to start");
+        is_int(0, ina_record(a, INA_CONNECTION, &big, x),
+               "record 4,000,000,000 at once");
+        is_int(2, pending_adjust(conf->store, 0),
+               "the table holds them in a /32 slot and a /24 slot");
+        is_int(0, ina_record(a, INA_CONNECTION, &big, x),
+               "and 4,000,000,000 more");
+        is_int(4, pending_adjust(conf->store, 0),
+               "which each of the two prefixes has in a second slot");
+        is_uint(2 * x, q(a, "198.18.7.1", 0, 0),
+                "a query adds both slots: 8,000,000,000");
+        is_uint(2 * x, other(b, "198.18.7.0/24", 0, 0),
+                "another process too, in the /24");
+        is_int(0, ina_record(a, INA_CONNECTION, &big, 1), "and 1 more");
+        is_int(4, pending_adjust(conf->store, 0),
+               "which fits in a slot it has");
+        is_int(0, ina_record(a, INA_CONNECTION, &big, 5000000000u),
+               "5,000,000,000 at once: more than a slot holds");
+        is_int(4, pending_adjust(conf->store, 0),
+               "is not buffered");
+        is_uint(2 * x + 1 + 5000000000u, q(a, "198.18.7.1", 0, 0),
+                "but written at once: 13,000,000,001");
+        fallbacks = 0;
+        ina_store_set_log(a, notes, NULL);
+        is_int(0, ina_flush(a), "a flush");
+        is_int(0, fallbacks, "applies the table: it agrees with the journal");
+        is_uint(2 * x + 1 + 5000000000u, q(a, "198.18.7.1", 0, 0),
+                "the tree has 13,000,000,001, exact");
+        is_uint(2 * x + 1 + 5000000000u, other(b, "198.18.7.0/24", 0, 0),
+                "the /24 too");
+    }
+    ina_store_close(a);
 
     /* A flush that cannot finish.  A writer between its journal entry
      * and its table adds (faked here: the mark in a live journal's

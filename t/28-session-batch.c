@@ -598,7 +598,7 @@ main(void)
     c = test_addr("198.51.100.1");
     is_int(0, ina_record(o, INA_CONNECTION, &c, 1), "a record");
     is_int(0, ina_session_open(o, &c, NULL), "a session");
-    is_int(2, pending_version(old->store), "made again as version 2");
+    is_int(3, pending_version(old->store), "made again as version 3");
     if (ina_query(o, INA_CONNECTION, "60,10", &c, 0, 0, 0, &n, NULL, 0) != 0)
         n = UINT64_MAX;
     is_uint(1, n, "the record counts");
