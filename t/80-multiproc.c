@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tap/basic.h"
@@ -55,6 +56,64 @@ writer(struct ina_store *st, int id)
     /* The children leave with _exit(), which skips the exit flush: a
      * host that ends a worker that way flushes first. */
     return ina_flush(st) == 0 ? 0 : 12;
+}
+
+/* Big counts: every writer records BIG at once, BIGS times, to one
+ * host, so that the processes' adds cross a pending slot's 2^32 - 1
+ * together and move on to further slots of the prefix. */
+#define BIG 1500000000ull
+#define BIGS 8
+#define BIG_HOST "10.9.9.9"
+
+/* big_writer - record BIG rejections BIGS times, and leave them pending
+ * (_exit() skips the exit flush) */
+
+static int
+big_writer(const struct ina_conf *conf)
+{
+    struct ina_store *st;
+    struct ina_cidr c = test_addr(BIG_HOST);
+    char err[256];
+    int j, rc = 0;
+
+    if (ina_store_open(conf, 0, &st, err, sizeof(err)) != 0)
+        return 40;
+    for (j = 0; j < BIGS && rc == 0; j++)
+        if (ina_record(st, INA_REJECTION, &c, BIG) != 0)
+            rc = 41;
+    return rc;
+}
+
+/* big_reader - query the big host until its total is whole
+ *
+ * Each record's add is one atomic add to one slot, so every total seen
+ * is a whole number of records: a multiple of BIG, never going down. */
+
+static int
+big_reader(const struct ina_conf *conf)
+{
+    struct ina_store *st;
+    struct ina_cidr c = test_addr(BIG_HOST);
+    uint64_t n, last = 0, all = (uint64_t) WRITERS * BIGS * BIG;
+    time_t t0 = time(NULL);
+    char err[256];
+
+    if (ina_store_open(conf, INA_STORE_RDONLY, &st, err, sizeof(err)) != 0)
+        return 50;
+    for (;;) {
+        if (ina_query(st, INA_REJECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                      sizeof(err)) != 0)
+            return 51;
+        if (n < last || n > all || n % BIG != 0)
+            return 52;
+        last = n;
+        if (n == all)
+            break;
+        if (time(NULL) - t0 > 60)
+            return 53;
+    }
+    ina_store_close(st);
+    return 0;
 }
 
 /* reader - query the total until the writers are done
@@ -164,6 +223,42 @@ main(void)
         is_uint(EVENTS / HOSTS, n, "and host %s exactly %d", addr,
                 EVENTS / HOSTS);
     }
+
+    /* Counts past a pending slot's 32 bits, from every writer at once. */
+    if ((pids[WRITERS] = fork()) == 0)
+        _exit(big_reader(conf));
+    for (i = 0; i < WRITERS; i++) {
+        if ((pids[i] = fork()) < 0)
+            sysbail("fork");
+        if (pids[i] == 0)
+            _exit(big_writer(conf));
+    }
+    for (i = 0, bad = 0; i < WRITERS; i++) {
+        if (waitpid(pids[i], &status, 0) != pids[i])
+            sysbail("waitpid");
+        bad += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    is_int(0, bad, "%d writers record %d x 1,500,000,000 each to one host",
+           WRITERS, BIGS);
+    if (waitpid(pids[WRITERS], &status, 0) != pids[WRITERS])
+        sysbail("waitpid");
+    is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : 100,
+           "a reader saw only whole records, growing to the end");
+    c = test_addr(BIG_HOST);
+    rc = ina_query(st, INA_REJECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                   sizeof(err));
+    is_uint((uint64_t) WRITERS * BIGS * BIG, n,
+            "the host has 96,000,000,000, exact, the last epoch's from "
+            "the pending slots");
+    is_int(0, ina_flush(st), "a flush");
+    rc = ina_query(st, INA_REJECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                   sizeof(err));
+    is_uint((uint64_t) WRITERS * BIGS * BIG, n,
+            "and 96,000,000,000 from the tree");
+    c = test_addr("10.9.9.0/24");
+    rc = ina_query(st, INA_REJECTION, "3600,24", &c, 0, 1, 0, &n, err,
+                   sizeof(err));
+    is_uint((uint64_t) WRITERS * BIGS * BIG, n, "and so has its /24");
     (void) rc;
     ina_store_close(st);
     ina_conf_free(conf);
