@@ -109,7 +109,7 @@ big_reader(const struct ina_conf *conf)
         last = n;
         if (n == all)
             break;
-        if (time(NULL) - t0 > 60)
+        if (time(NULL) - t0 > 200)
             return 53;
     }
     ina_store_close(st);
