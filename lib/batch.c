@@ -102,9 +102,9 @@
 /* Slots of each table: a power of two, the file at most a 16th of the
  * map.  At most, a table is 16 MiB: the two tables fill this machine's
  * last-level cache (32 MiB), and a table twice as large made every
- * record slower; an epoch ends when its table is three quarters full
- * (epoch_full), which bounds what a flush applies (LMDB's cost an event halves as its
- * transactions grow fourfold). */
+ * record slower.  An epoch ends when its table is three quarters full
+ * (epoch_full), which bounds what a flush applies: LMDB's cost an event
+ * halves as its transactions grow fourfold. */
 #define PEND_SLOTS_MIN 4096u
 #define PEND_SLOTS_MAX 524288u
 /* Each epoch's table of buffered sessions has a sixteenth as many. */

@@ -84,67 +84,39 @@ big_writer(const struct ina_conf *conf)
     return rc;
 }
 
-/* big_reader - query the big host until its total is whole
+/* watch - query a block's total of an event until it reaches all
  *
- * Each record's add is one atomic add to one slot, so every total seen
- * is a whole number of records: a multiple of BIG, never going down. */
+ * The total must never go down, never exceed all, and always be a whole
+ * number of records of unit each (every record's add is one atomic add
+ * to one slot).  Gives up after 240 s, and is killed if a call hangs. */
 
 static int
-big_reader(const struct ina_conf *conf)
+watch(const struct ina_conf *conf, enum ina_event ev, const char *block,
+      uint64_t all, uint64_t unit)
 {
     struct ina_store *st;
-    struct ina_cidr c = test_addr(BIG_HOST);
-    uint64_t n, last = 0, all = (uint64_t) WRITERS * BIGS * BIG;
+    struct ina_cidr c = test_addr(block);
+    uint64_t n, last = 0;
     time_t t0 = time(NULL);
     char err[256];
 
-    if (ina_store_open(conf, INA_STORE_RDONLY, &st, err, sizeof(err)) != 0)
-        return 50;
-    for (;;) {
-        if (ina_query(st, INA_REJECTION, "3600,24", &c, 0, 1, 0, &n, err,
-                      sizeof(err)) != 0)
-            return 51;
-        if (n < last || n > all || n % BIG != 0)
-            return 52;
-        last = n;
-        if (n == all)
-            break;
-        if (time(NULL) - t0 > 200)
-            return 53;
-    }
-    ina_store_close(st);
-    return 0;
-}
-
-/* reader - query the total until the writers are done
- *
- * The total must never go down and never exceed what can be written. */
-
-static int
-reader(const struct ina_conf *conf)
-{
-    struct ina_store *st;
-    struct ina_cidr c = test_addr("10.0.0.0/16");
-    uint64_t n, last = 0;
-    long queries = 0;
-    char err[256];
-
-    alarm(240);
+    alarm(250);
     if (ina_store_open(conf, INA_STORE_RDONLY, &st, err, sizeof(err)) != 0)
         return 20;
     for (;;) {
-        if (ina_query(st, INA_CONNECTION, "3600,24", &c, 0, 1, 0, &n, err,
+        if (ina_query(st, ev, "3600,24", &c, 0, 1, 0, &n, err,
                       sizeof(err)) != 0)
             return 21;
-        if (n < last || n > (uint64_t) WRITERS * EVENTS)
+        if (n < last || n > all || n % unit != 0)
             return 22;
         last = n;
-        queries++;
-        if (n == (uint64_t) WRITERS * EVENTS)
+        if (n == all)
             break;
+        if (time(NULL) - t0 > 240)
+            return 23;
     }
     ina_store_close(st);
-    return queries > 0 ? 0 : 23;
+    return 0;
 }
 
 int
@@ -171,7 +143,8 @@ main(void)
         bail("%s", err);
 
     if ((pids[WRITERS] = fork()) == 0)
-        _exit(reader(conf));
+        _exit(watch(conf, INA_CONNECTION, "10.0.0.0/16",
+                    (uint64_t) WRITERS * EVENTS, 1));
     for (i = 0; i < WRITERS; i++) {
         if ((pids[i] = fork()) < 0)
             sysbail("fork");
@@ -226,7 +199,8 @@ main(void)
 
     /* Counts past a pending slot's 32 bits, from every writer at once. */
     if ((pids[WRITERS] = fork()) == 0)
-        _exit(big_reader(conf));
+        _exit(watch(conf, INA_REJECTION, BIG_HOST,
+                    (uint64_t) WRITERS * BIGS * BIG, BIG));
     for (i = 0; i < WRITERS; i++) {
         if ((pids[i] = fork()) < 0)
             sysbail("fork");
