@@ -147,6 +147,16 @@ expire_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         if (rc != 0)
             return rc;
     }
+    /* The now database's entries of windows no monitor keeps, of any
+     * width. */
+    rc = store_expire_now(st, txn, now, ADMIN_EXPIRE_CHUNK - done, 1, &done);
+    if (rc == MDB_INCOMPATIBLE) {
+        a->more = 1;
+        a->removed = done;
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
     if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
         return rc;
     rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
@@ -226,6 +236,7 @@ struct clear_part {
 };
 
 struct clear_arg {
+    struct ina_store *st;
     const struct ina_cidr *block;
     unsigned gran;                     /* counters that sum the block */
     uint64_t removed;
@@ -268,6 +279,104 @@ clear_note(struct clear_arg *a, uint32_t width, uint32_t window,
     return 0;
 }
 
+/* clear_now - delete the now records inside the block, noting what
+ * those at the block's granularity held */
+
+static int
+clear_now(MDB_cursor *nc, struct clear_arg *a)
+{
+    struct ina_cidr p;
+    const uint8_t *key;
+    struct nent e;
+    MDB_val k, v;
+    size_t i, n;
+    int rc;
+
+    rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        key = k.mv_data;
+        memset(&p, 0, sizeof(p));
+        if (k.mv_size < 2 || (key[0] != 4 && key[0] != 6)
+            || k.mv_size != 2 + cidr_addrlen(key[0])
+            || v.mv_size % sizeof(e) != 0) {
+            rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
+            continue;
+        }
+        p.family = key[0];
+        p.plen = key[1];
+        p.has_mask = 1;
+        memcpy(p.addr, key + 2, cidr_addrlen(key[0]));
+        if (!admin_inside(&p, a->block)) {
+            rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
+            continue;
+        }
+        n = v.mv_size / sizeof(e);
+        for (i = 0; i < n && p.plen == a->gran; i++) {
+            memcpy(&e, (const uint8_t *) v.mv_data + i * sizeof(e),
+                   sizeof(e));
+            if ((rc = clear_note(a, e.width, e.win, e.d, INA_NEVENTS, ""))
+                != 0)
+                return rc;
+        }
+        if ((rc = mdb_cursor_del(nc, 0)) != 0)
+            return rc;
+        a->removed += n;
+        a->st->now_delta -= (int64_t) n;
+        rc = mdb_cursor_get(nc, &k, &v, MDB_GET_CURRENT);
+    }
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
+}
+
+/* clear_take_now - take up to rem off the now entry of (width, window) of
+ * a prefix, leaving in rem what it did not hold */
+
+static int
+clear_take_now(struct clear_arg *a, MDB_txn *txn, const uint8_t *pkey,
+               size_t pklen, uint32_t width, uint32_t window, uint64_t *rem)
+{
+    struct nent ent[NENT_MAX];
+    MDB_dbi dbi = a->st->env->now;
+    MDB_val k, v;
+    size_t i, n, e;
+    int rc, zero;
+
+    /* By the transaction's own lookups, not the cursor that walked the
+     * database to its end: a put through that cursor was seen to leave
+     * a stale copy of another key (LMDB 0.9.24). */
+    k.mv_data = (void *) pkey;
+    k.mv_size = pklen;
+    if ((rc = mdb_get(txn, dbi, &k, &v)) != 0)
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    if (v.mv_size % sizeof(ent[0]) != 0 || v.mv_size > sizeof(ent))
+        return 0;
+    n = v.mv_size / sizeof(ent[0]);
+    memcpy(ent, v.mv_data, v.mv_size);
+    for (i = 0; i < n; i++)
+        if (ent[i].width == width && ent[i].win == window)
+            break;
+    if (i == n)
+        return 0;
+    zero = 1;
+    for (e = 0; e < INA_NEVENTS; e++) {
+        uint64_t t = rem[e] < ent[i].d[e] ? rem[e] : ent[i].d[e];
+
+        ent[i].d[e] -= t;
+        rem[e] -= t;
+        zero = zero && ent[i].d[e] == 0;
+    }
+    /* An entry left with nothing goes, as a counter key would. */
+    if (zero) {
+        memmove(&ent[i], &ent[i + 1], (n - i - 1) * sizeof(ent[0]));
+        n--;
+        a->st->now_delta--;
+        if (n == 0)
+            return mdb_del(txn, dbi, &k, NULL);
+    }
+    v.mv_data = ent;
+    v.mv_size = n * sizeof(ent[0]);
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
 /* clear_counters - delete the block's counters, then take its totals off
  * every coarser counter that contains it */
 
@@ -277,10 +386,10 @@ clear_counters(struct ina_store *st, MDB_txn *txn, struct clear_arg *a)
     const struct ina_cidr *b = a->block;
     struct ina_counter ctr;
     uint8_t key[CKEY_MAX], addr[16];
-    uint64_t val[INA_NEVENTS];
+    uint64_t val[INA_NEVENTS], rem[INA_NEVENTS];
     const uint8_t *list;
     unsigned alen = cidr_addrlen(b->family);
-    MDB_cursor *c;
+    MDB_cursor *c, *nc = NULL;
     MDB_val k, v;
     size_t np, i, j, e;
     int rc, zero;
@@ -305,7 +414,10 @@ clear_counters(struct ina_store *st, MDB_txn *txn, struct clear_arg *a)
     }
     if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
         goto out;
-    rc = 0;
+    if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0)
+        goto out;
+    if ((rc = clear_now(nc, a)) != 0)
+        goto out;
     np = store_prefixes(st->conf, b->family, &list);
     for (i = 0; i < a->nparts && rc == 0; i++) {
         for (j = 0; j < np && list[j] < b->plen && rc == 0; j++) {
@@ -315,6 +427,13 @@ clear_counters(struct ina_store *st, MDB_txn *txn, struct clear_arg *a)
                                    a->parts[i].window, b->family, list[j],
                                    addr);
             k.mv_data = key;
+            /* The coarser prefix's now entry first, the rest from its
+             * key in the counts database. */
+            memcpy(rem, a->parts[i].count, sizeof(rem));
+            if ((rc = clear_take_now(a, txn, key + 8, k.mv_size - 8,
+                                     a->parts[i].width, a->parts[i].window,
+                                     rem)) != 0)
+                break;
             if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY)) != 0) {
                 rc = rc == MDB_NOTFOUND ? 0 : rc;
                 continue;
@@ -324,8 +443,7 @@ clear_counters(struct ina_store *st, MDB_txn *txn, struct clear_arg *a)
             memcpy(val, v.mv_data, CVAL_SIZE);
             zero = 1;
             for (e = 0; e < INA_NEVENTS; e++) {
-                val[e] = val[e] > a->parts[i].count[e]
-                             ? val[e] - a->parts[i].count[e] : 0;
+                val[e] = val[e] > rem[e] ? val[e] - rem[e] : 0;
                 zero = zero && val[e] == 0;
             }
             if (zero) {
@@ -339,6 +457,8 @@ clear_counters(struct ina_store *st, MDB_txn *txn, struct clear_arg *a)
     }
 
 out:
+    if (nc != NULL)
+        mdb_cursor_close(nc);
     mdb_cursor_close(c);
     return rc;
 }
@@ -446,7 +566,11 @@ clear_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         if ((rc = mdb_stat(txn, st->env->sessions, &s)) != 0)
             return rc;
         a->removed += s.ms_entries;
+        a->removed += store_meta_u64(txn, st->env->meta, "now_entries");
+        st->now_delta = -(int64_t) store_meta_u64(txn, st->env->meta,
+                                                   "now_entries");
         if ((rc = mdb_drop(txn, st->env->counts, 0)) != 0
+            || (rc = mdb_drop(txn, st->env->now, 0)) != 0
             || (rc = mdb_drop(txn, st->env->sessions, 0)) != 0
             || (rc = mdb_drop(txn, st->env->owners, 0)) != 0)
             return rc;
@@ -471,6 +595,7 @@ ina_clear(struct ina_store *st, const struct ina_cidr *block,
     if (st->flags & INA_STORE_RDONLY)
         return INA_ERDONLY;
     memset(&a, 0, sizeof(a));
+    a.st = st;
     a.block = block;
     if (block != NULL) {
         if (block->family != 4 && block->family != 6)
@@ -545,6 +670,38 @@ stat_window_edges(MDB_cursor *c, uint32_t width, int64_t *oldest,
         *newest = (int64_t) be32((uint8_t *) k.mv_data + 4) * width;
 }
 
+/* stat_now_edges - widen *oldest .. *newest by the now database's
+ * entries of windows some monitor keeps (a pass over every prefix) */
+
+static int
+stat_now_edges(struct ina_store *st, MDB_cursor *nc, int64_t *oldest,
+               int64_t *newest)
+{
+    int64_t now = st->clock(st->clock_arg), t;
+    struct nent e;
+    MDB_val k, v;
+    size_t i;
+    int rc;
+
+    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT)) {
+        if (v.mv_size % sizeof(e) != 0)
+            continue;
+        for (i = 0; i < v.mv_size / sizeof(e); i++) {
+            memcpy(&e, (const uint8_t *) v.mv_data + i * sizeof(e),
+                   sizeof(e));
+            if (store_now_expired(st, &e, now, 0))
+                continue;
+            t = (int64_t) e.win * e.width;
+            if (*oldest == 0 || t < *oldest)
+                *oldest = t;
+            if (t > *newest)
+                *newest = t;
+        }
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* ina_store_stat - fill out with the store's statistics */
 
 int
@@ -558,6 +715,7 @@ ina_store_stat(struct ina_store *st, struct ina_stat *out)
     struct stat sb;
     char path[4096];
     uint64_t data_pages;
+    MDB_cursor *cc, *nc;
     size_t i;
     int rc, dead = 0;
     unsigned readers = 0;
@@ -576,11 +734,14 @@ ina_store_stat(struct ina_store *st, struct ina_stat *out)
         return rc;
     }
     out->format_version = (uint32_t) INA_FORMAT_VERSION;
+    rc = store_read_cursor(st, STORE_RCOUNTS, &cc);
     out->degraded = store_level(st, txn);
     out->reaped = store_meta_u64(txn, st->env->meta, "reaped");
     out->dropped = store_meta_u64(txn, st->env->meta, "dropped");
-    if ((rc = mdb_stat(txn, st->env->counts, &s)) == 0)
+    if (rc == 0 && (rc = mdb_stat(txn, st->env->counts, &s)) == 0)
         out->counters = s.ms_entries;
+    if (rc == 0 && st->env->has_now)
+        out->counters += store_meta_u64(txn, st->env->meta, "now_entries");
     if (rc == 0 && (rc = mdb_stat(txn, st->env->sessions, &s)) == 0)
         out->sessions = s.ms_entries;
     if (rc == 0 && (rc = mdb_stat(txn, st->env->owners, &s)) == 0)
@@ -588,8 +749,11 @@ ina_store_stat(struct ina_store *st, struct ina_stat *out)
     data_pages = store_data_pages(st, txn) + cluster_data_pages(st, txn);
     if (rc == 0) {
         for (i = 0; i < st->nwidths; i++)
-            stat_window_edges(st->rcur[0], st->widths[i].width,
+            stat_window_edges(cc, st->widths[i].width,
                               &out->oldest_window, &out->newest_window);
+        if ((rc = store_read_cursor(st, STORE_RNOW, &nc)) == 0 && nc != NULL)
+            rc = stat_now_edges(st, nc, &out->oldest_window,
+                                &out->newest_window);
     }
     store_read_end(st);
     mdb_env_info(env, &info);
@@ -607,6 +771,47 @@ ina_store_stat(struct ina_store *st, struct ina_stat *out)
     return rc;
 }
 
+/* admin_walk_now - visit the counters of one now record: each entry of
+ * a window some monitor keeps */
+
+static int
+admin_walk_now(struct ina_store *st, const MDB_val *k, const MDB_val *v,
+               const struct ina_walker *w)
+{
+    const uint8_t *key = k->mv_data;
+    struct ina_counter ctr;
+    struct nent e;
+    int64_t now = st->clock(st->clock_arg);
+    size_t i, n;
+    unsigned family;
+    int rc;
+
+    if (k->mv_size < 2 || v->mv_size % sizeof(e) != 0)
+        return 0;
+    family = key[0];
+    if ((family != 4 && family != 6)
+        || k->mv_size != 2 + cidr_addrlen((int) family)
+        || key[1] > cidr_maxlen((int) family))
+        return 0;
+    n = v->mv_size / sizeof(e);
+    for (i = 0; i < n; i++) {
+        memcpy(&e, (const uint8_t *) v->mv_data + i * sizeof(e), sizeof(e));
+        if (store_now_expired(st, &e, now, 0))
+            continue;
+        memset(&ctr, 0, sizeof(ctr));
+        ctr.width = e.width;
+        ctr.window = e.win;
+        ctr.prefix.family = (uint8_t) family;
+        ctr.prefix.plen = key[1];
+        ctr.prefix.has_mask = 1;
+        memcpy(ctr.prefix.addr, key + 2, cidr_addrlen((int) family));
+        memcpy(ctr.count, e.d, sizeof(ctr.count));
+        if ((rc = w->counter(w->arg, &ctr)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ina_walk - visit every counter and gauge record in key order */
 
 int
@@ -614,7 +819,7 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
 {
     struct ina_counter ctr;
     struct ina_gauge g;
-    MDB_cursor *sc;
+    MDB_cursor *sc, *cc, *nc;
     MDB_txn *txn;
     MDB_val k, v;
     int rc;
@@ -627,12 +832,25 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
         store_leave(st);
         return rc;
     }
-    rc = mdb_cursor_get(st->rcur[0], &k, &v, MDB_FIRST);
+    if ((rc = store_read_cursor(st, STORE_RCOUNTS, &cc)) != 0)
+        goto out;
+    rc = mdb_cursor_get(cc, &k, &v, MDB_FIRST);
     while (rc == 0) {
         if (w->counter != NULL && admin_decode_counter(&k, &v, &ctr) == 0
             && (rc = w->counter(w->arg, &ctr)) != 0)
             goto out;
-        rc = mdb_cursor_get(st->rcur[0], &k, &v, MDB_NEXT);
+        rc = mdb_cursor_get(cc, &k, &v, MDB_NEXT);
+    }
+    if (rc != MDB_NOTFOUND || (rc = store_read_cursor(st, STORE_RNOW, &nc)) != 0)
+        goto out;
+    /* Then each prefix's newest windows: a counter of the same key as
+     * one above is the rest of its count. */
+    rc = nc != NULL ? mdb_cursor_get(nc, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    while (rc == 0) {
+        if (w->counter != NULL
+            && (rc = admin_walk_now(st, &k, &v, w)) != 0)
+            goto out;
+        rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
     }
     if (rc != MDB_NOTFOUND || (rc = store_read_sessions(st, &sc)) != 0)
         goto out;
@@ -658,16 +876,30 @@ static int
 load_counter_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 {
     const struct ina_counter *c = argp;
-    uint8_t key[CKEY_MAX];
-    MDB_cursor *cur;
-    size_t klen;
+    uint8_t key[NKEY_MAX];
+    struct nent e;
+    MDB_cursor *cur, *nc;
+    unsigned alen = cidr_addrlen(c->prefix.family);
     int rc;
 
+    /* As a record of that window would: into the prefix's now record
+     * when newest (a dump lists the counts database first, then the now
+     * records, so a copy has the layout of the original). */
     if ((rc = mdb_cursor_open(txn, st->env->counts, &cur)) != 0)
         return rc;
-    klen = store_ckey(key, c->width, c->window, c->prefix.family,
-                      c->prefix.plen, c->prefix.addr);
-    rc = store_add_counts(cur, key, klen, c->count);
+    if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0) {
+        mdb_cursor_close(cur);
+        return rc;
+    }
+    key[0] = c->prefix.family;
+    key[1] = (uint8_t) c->prefix.plen;
+    memcpy(key + 2, c->prefix.addr, alen);
+    e.width = c->width;
+    e.win = c->window;
+    memcpy(e.d, c->count, sizeof(e.d));
+    rc = store_now_merge(st, nc, cur, key, 2 + alen, &e, 1,
+                         st->clock(st->clock_arg));
+    mdb_cursor_close(nc);
     mdb_cursor_close(cur);
     return rc;
 }
@@ -776,6 +1008,42 @@ top_by_count(const void *a, const void *b)
     return memcmp(x->addr, y->addr, 16);
 }
 
+/* top_list - the blocks ina_top() has summed so far, in the order seen */
+struct top_list {
+    struct top_acc *acc;
+    size_t n, cap;
+};
+
+/* top_add - add x events of a counter of address addr (masked to plen)
+ * to the list: to its last block when that is the same */
+
+static int
+top_add(struct top_list *l, const uint8_t *key, unsigned alen,
+        unsigned plen, uint64_t x)
+{
+    uint8_t addr[16];
+    struct top_acc *p;
+
+    if (x == 0)
+        return 0;
+    memset(addr, 0, sizeof(addr));
+    memcpy(addr, key, alen);
+    cidr_mask(addr, alen, plen);
+    if (l->n > 0 && memcmp(l->acc[l->n - 1].addr, addr, 16) == 0) {
+        l->acc[l->n - 1].count = sat_add(l->acc[l->n - 1].count, x);
+        return 0;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        if ((p = realloc(l->acc, l->cap * sizeof(*p))) == NULL)
+            return ENOMEM;
+        l->acc = p;
+    }
+    memcpy(l->acc[l->n].addr, addr, 16);
+    l->acc[l->n++].count = x;
+    return 0;
+}
+
 /* ina_top - the blocks with the most events */
 
 int
@@ -785,9 +1053,12 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
         char *errbuf, size_t errlen)
 {
     const struct ina_monitor *mon;
-    struct top_acc *acc = NULL, *p;
-    size_t nacc = 0, cap = 0, i, j;
-    uint8_t pfx[CKEY_MAX], zero[16], addr[16];
+    struct top_list l = { NULL, 0, 0 };
+    struct top_acc *acc;
+    struct nent e;
+    MDB_cursor *cc, *nc = NULL;
+    size_t nacc, i, j;
+    uint8_t pfx[CKEY_MAX], zero[16];
     unsigned gran, alen;
     uint64_t x;
     int64_t now;
@@ -834,13 +1105,16 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
         return err_set(errbuf, errlen, rc, "%s", ina_strerror(rc));
     }
     /* Keys of one window come in address order, and masking keeps that
-     * order, so each window's blocks are summed in one streaming pass;
-     * the windows are then merged by sorting. */
+     * order, so each window's blocks are summed in one streaming pass
+     * over the counts database and one over the now database; the
+     * passes are then merged by sorting. */
+    if ((rc = store_read_cursor(st, STORE_RCOUNTS, &cc)) == 0)
+        rc = store_read_cursor(st, STORE_RNOW, &nc);
     for (wi = startv; wi <= endv && wi <= cur && rc == 0; wi++) {
         store_ckey(pfx, mon->width, cur - wi, family, gran, zero);
         key.mv_data = pfx;
         key.mv_size = CKEY_HDR;
-        rc = mdb_cursor_get(st->rcur[0], &key, &v, MDB_SET_RANGE);
+        rc = mdb_cursor_get(cc, &key, &v, MDB_SET_RANGE);
         while (rc == 0) {
             if (key.mv_size != CKEY_HDR + alen
                 || memcmp(key.mv_data, pfx, CKEY_HDR) != 0)
@@ -848,47 +1122,49 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
             if (v.mv_size == CVAL_SIZE) {
                 memcpy(&x, (uint8_t *) v.mv_data + ev * sizeof(x),
                        sizeof(x));
-                memset(addr, 0, sizeof(addr));
-                memcpy(addr, (uint8_t *) key.mv_data + CKEY_HDR, alen);
-                cidr_mask(addr, alen, plen);
-                if (x > 0) {
-                    if (nacc > 0
-                        && memcmp(acc[nacc - 1].addr, addr, 16) == 0) {
-                        acc[nacc - 1].count += x;
-                    } else {
-                        if (nacc == cap) {
-                            cap = cap ? cap * 2 : 256;
-                            p = realloc(acc, cap * sizeof(*acc));
-                            if (p == NULL) {
-                                rc = ENOMEM;
-                                break;
-                            }
-                            acc = p;
-                        }
-                        memcpy(acc[nacc].addr, addr, 16);
-                        acc[nacc].count = x;
-                        nacc++;
-                    }
-                    *total += x;
-                }
+                if ((rc = top_add(&l, (uint8_t *) key.mv_data + CKEY_HDR,
+                                  alen, plen, x)) != 0)
+                    break;
+                *total = sat_add(*total, x);
             }
-            rc = mdb_cursor_get(st->rcur[0], &key, &v, MDB_NEXT);
+            rc = mdb_cursor_get(cc, &key, &v, MDB_NEXT);
+        }
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+        if (rc != 0 || nc == NULL)
+            continue;
+        key.mv_data = pfx + 8;
+        key.mv_size = 2;
+        rc = mdb_cursor_get(nc, &key, &v, MDB_SET_RANGE);
+        while (rc == 0) {
+            if (key.mv_size != 2 + alen || memcmp(key.mv_data, pfx + 8, 2) != 0)
+                break;
+            if (store_now_entry(&v, mon->width, &e) && e.win == cur - wi) {
+                x = e.d[ev];
+                if ((rc = top_add(&l, (uint8_t *) key.mv_data + 2, alen,
+                                  plen, x)) != 0)
+                    break;
+                *total = sat_add(*total, x);
+            }
+            rc = mdb_cursor_get(nc, &key, &v, MDB_NEXT);
         }
         if (rc == MDB_NOTFOUND)
             rc = 0;
     }
     store_read_end(st);
     store_leave(st);
+    acc = l.acc;
+    nacc = l.n;
     if (rc != 0) {
         free(acc);
         return err_set(errbuf, errlen, rc, "%s", ina_strerror(rc));
     }
-    /* Merge the windows' blocks. */
-    if (startv != endv && nacc > 1) {
+    /* Merge the passes' blocks. */
+    if (nacc > 1) {
         qsort(acc, nacc, sizeof(*acc), top_by_addr);
         for (i = 0, j = 1; j < nacc; j++) {
             if (memcmp(acc[i].addr, acc[j].addr, 16) == 0)
-                acc[i].count += acc[j].count;
+                acc[i].count = sat_add(acc[i].count, acc[j].count);
             else
                 acc[++i] = acc[j];
         }

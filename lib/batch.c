@@ -723,11 +723,11 @@ static int
 dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
             int64_t time)
 {
-    uint8_t key[CKEY_MAX], w[24];
+    uint8_t w[24];
     const struct pend *p;
     struct pitem *it = set->item;
-    MDB_cursor *c;
-    size_t i, m = 0, wi;
+    MDB_cursor *c, *nc;
+    size_t i, m = 0;
     int rc = 0, level;
 
     if (n == 0)
@@ -748,19 +748,19 @@ dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
     /* In sorted order, once, so that the passes read it in sequence. */
     for (i = 0; i < m; i++)
         set->sorted[i] = set->dense[it[i].i];
-    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
+    if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0)
         return rc;
-    for (wi = 0; wi < st->nwidths && rc == 0; wi++) {
-        /* The width and window that head every key of this pass. */
-        be_put(key, st->widths[wi].width, 4);
-        be_put(key + 4, (uint64_t) (time / st->widths[wi].width), 4);
-        for (i = 0; i < m && rc == 0; i++) {
-            p = &set->sorted[i];
-            memcpy(key + 8, p->key, p->klen);
-            rc = store_add_counts(c, key, 8 + p->klen, p->d);
-        }
+    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0) {
+        mdb_cursor_close(nc);
+        return rc;
+    }
+    /* One put a prefix, every width's window in it (store_now_add). */
+    for (i = 0; i < m && rc == 0; i++) {
+        p = &set->sorted[i];
+        rc = store_now_add(st, nc, c, p->key, p->klen, time, p->d);
     }
     mdb_cursor_close(c);
+    mdb_cursor_close(nc);
     return rc;
 }
 

@@ -606,20 +606,149 @@ scan_add(struct changes *ch, uint8_t tag, const uint8_t *key, size_t klen,
     return 0;
 }
 
+/* A now entry as a counter of the counts database's key order. */
+struct litem {
+    uint8_t key[CKEY_MAX];
+    uint8_t klen;
+    uint64_t d[INA_NEVENTS];
+};
+
+/* The local counters of one width from a window on, in key order: the
+ * counts database's keys merged with the now database's entries of the
+ * width, gathered and sorted first (a pass over every prefix). */
+struct local_iter {
+    MDB_cursor *cc;
+    uint32_t width;
+    int rc;                   /* of cc's last move */
+    MDB_val k, v;
+    struct litem *nv;
+    size_t nn, ni;
+    /* The current counter: key, counts; have is 0 at the end. */
+    uint8_t key[CKEY_MAX];
+    size_t klen;
+    uint64_t d[INA_NEVENTS];
+    int have;
+};
+
+static int
+litem_cmp(const void *a, const void *b)
+{
+    const struct litem *x = a, *y = b;
+
+    return key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* local_gather - the now entries of width from window from on */
+
+static int
+local_gather(MDB_cursor *nc, struct local_iter *it, uint32_t from)
+{
+    struct litem *p;
+    struct nent e;
+    size_t cap = 0;
+    MDB_val k, v;
+    int rc;
+
+    for (rc = nc != NULL ? mdb_cursor_get(nc, &k, &v, MDB_FIRST)
+                         : MDB_NOTFOUND;
+         rc == 0; rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT)) {
+        if (k.mv_size + 8 > CKEY_MAX
+            || !store_now_entry(&v, it->width, &e) || e.win < from)
+            continue;
+        if (it->nn == cap) {
+            cap = cap ? cap * 2 : 1024;
+            if ((p = realloc(it->nv, cap * sizeof(*p))) == NULL)
+                return ENOMEM;
+            it->nv = p;
+        }
+        p = &it->nv[it->nn++];
+        be_put(p->key, it->width, 4);
+        be_put(p->key + 4, e.win, 4);
+        memcpy(p->key + 8, k.mv_data, k.mv_size);
+        p->klen = (uint8_t) (8 + k.mv_size);
+        memcpy(p->d, e.d, sizeof(p->d));
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (it->nn > 1)
+        qsort(it->nv, it->nn, sizeof(*it->nv), litem_cmp);
+    return 0;
+}
+
+/* local_next - move to the next local counter (it->have 0 at the end) */
+
+static int
+local_next(struct local_iter *it)
+{
+    int hc, hn, cmp, e;
+
+    if (it->rc != 0 && it->rc != MDB_NOTFOUND)
+        return it->rc;
+    hc = it->rc == 0 && it->k.mv_size > CKEY_HDR
+         && it->k.mv_size <= CKEY_MAX && be_get(it->k.mv_data, 4) == it->width;
+    hn = it->ni < it->nn;
+    it->have = hc || hn;
+    if (!it->have)
+        return 0;
+    cmp = !hc ? 1 : !hn ? -1
+                : key_cmp(it->k.mv_data, it->k.mv_size, it->nv[it->ni].key,
+                          it->nv[it->ni].klen);
+    memset(it->d, 0, sizeof(it->d));
+    if (cmp <= 0) {
+        memcpy(it->key, it->k.mv_data, it->k.mv_size);
+        it->klen = it->k.mv_size;
+        if (it->v.mv_size == CVAL_SIZE)
+            memcpy(it->d, it->v.mv_data, CVAL_SIZE);
+        it->rc = mdb_cursor_get(it->cc, &it->k, &it->v, MDB_NEXT);
+    }
+    if (cmp >= 0) {
+        memcpy(it->key, it->nv[it->ni].key, it->nv[it->ni].klen);
+        it->klen = it->nv[it->ni].klen;
+        for (e = 0; e < INA_NEVENTS; e++)
+            it->d[e] = sat_add(it->d[e], it->nv[it->ni].d[e]);
+        it->ni++;
+    }
+    return 0;
+}
+
+/* local_begin - the local counters of width from window from on */
+
+static int
+local_begin(struct local_iter *it, MDB_cursor *cc, MDB_cursor *nc,
+            uint32_t width, uint32_t from)
+{
+    uint8_t probe[8];
+    int rc;
+
+    memset(it, 0, sizeof(*it));
+    it->cc = cc;
+    it->width = width;
+    if ((rc = local_gather(nc, it, from)) != 0)
+        return rc;
+    be_put(probe, width, 4);
+    be_put(probe + 4, from, 4);
+    it->k.mv_data = probe;
+    it->k.mv_size = sizeof(probe);
+    it->rc = mdb_cursor_get(cc, &it->k, &it->v, MDB_SET_RANGE);
+    return local_next(it);
+}
+
 /* scan_counters - differences of one width's counters from window from
  * on (with merge; without, only the first part); published rows before
  * cutoff are forgotten silently, and a published row missing locally
  * before safe is taken for expiry */
 
 static int
-scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
-              uint32_t cutoff, int merge, struct changes *ch, size_t *forget)
+scan_counters(MDB_cursor *cc, MDB_cursor *nc, MDB_cursor *pc,
+              uint32_t width, uint32_t from, uint32_t cutoff, int merge,
+              struct changes *ch, size_t *forget)
 {
     uint8_t probe[1 + 8];
-    uint64_t a[INA_NEVENTS], b[INA_NEVENTS];
-    MDB_val ka, va, kb, vb;
+    uint64_t b[INA_NEVENTS];
+    struct local_iter it;
+    MDB_val kb, vb;
     uint32_t safe = cutoff < UINT32_MAX ? cutoff + 1 : cutoff;
-    int ra, rb, hava, havb, cmp, rc;
+    int rb, hava, havb, cmp, rc;
 
     /* Published rows of windows no longer kept. */
     probe[0] = 'c';
@@ -647,42 +776,40 @@ scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
         return rb;
     if (!merge)
         return 0;
-    /* The merge of the two sorted tables from window from. */
+    /* The merge of the local counters with the published table from
+     * window from. */
+    if ((rc = local_begin(&it, cc, nc, width, from)) != 0)
+        goto out;
     be_put(probe + 1, width, 4);
     be_put(probe + 5, from, 4);
-    ka.mv_data = probe + 1;
-    ka.mv_size = 8;
-    ra = mdb_cursor_get(cc, &ka, &va, MDB_SET_RANGE);
     kb.mv_data = probe;
     kb.mv_size = sizeof(probe);
     rb = mdb_cursor_get(pc, &kb, &vb, MDB_SET_RANGE);
     for (;;) {
-        if (ra != 0 && ra != MDB_NOTFOUND)
-            return ra;
-        if (rb != 0 && rb != MDB_NOTFOUND)
-            return rb;
-        hava = ra == 0 && ka.mv_size > CKEY_HDR
-               && be_get(ka.mv_data, 4) == width;
+        if (rb != 0 && rb != MDB_NOTFOUND) {
+            rc = rb;
+            goto out;
+        }
+        hava = it.have;
         havb = rb == 0 && kb.mv_size > 1 + CKEY_HDR
                && ((uint8_t *) kb.mv_data)[0] == 'c'
                && be_get((uint8_t *) kb.mv_data + 1, 4) == width;
-        if (!hava && !havb)
-            return 0;
+        if (!hava && !havb) {
+            rc = 0;
+            goto out;
+        }
         cmp = !hava ? 1 : !havb ? -1
-                    : key_cmp(ka.mv_data, ka.mv_size,
-                             (uint8_t *) kb.mv_data + 1, kb.mv_size - 1);
-        if (hava && va.mv_size == CVAL_SIZE)
-            memcpy(a, va.mv_data, CVAL_SIZE);
-        else
-            memset(a, 0, sizeof(a));
+                    : key_cmp(it.key, it.klen, (uint8_t *) kb.mv_data + 1,
+                              kb.mv_size - 1);
         if (havb && vb.mv_size == CVAL_SIZE)
             memcpy(b, vb.mv_data, CVAL_SIZE);
         else
             memset(b, 0, sizeof(b));
         if (cmp < 0) {
-            rc = scan_add(ch, 'c', ka.mv_data, ka.mv_size, a, NULL,
+            rc = scan_add(ch, 'c', it.key, it.klen, it.d, NULL,
                           INA_NEVENTS, 0);
-            ra = mdb_cursor_get(cc, &ka, &va, MDB_NEXT);
+            if (rc == 0)
+                rc = local_next(&it);
         } else if (cmp > 0) {
             uint32_t win = (uint32_t) be_get((uint8_t *) kb.mv_data + 5, 4);
 
@@ -690,14 +817,18 @@ scan_counters(MDB_cursor *cc, MDB_cursor *pc, uint32_t width, uint32_t from,
                           kb.mv_size - 1, NULL, b, INA_NEVENTS, win < safe);
             rb = mdb_cursor_get(pc, &kb, &vb, MDB_NEXT);
         } else {
-            rc = scan_add(ch, 'c', ka.mv_data, ka.mv_size, a, b,
-                          INA_NEVENTS, 0);
-            ra = mdb_cursor_get(cc, &ka, &va, MDB_NEXT);
+            rc = scan_add(ch, 'c', it.key, it.klen, it.d, b, INA_NEVENTS, 0);
+            if (rc == 0)
+                rc = local_next(&it);
             rb = mdb_cursor_get(pc, &kb, &vb, MDB_NEXT);
         }
         if (rc != 0)
-            return rc;
+            goto out;
     }
+
+out:
+    free(it.nv);
+    return rc;
 }
 
 /* scan_gauges - differences of every session gauge */
@@ -841,6 +972,21 @@ scan_follow(struct ina_store *st, MDB_txn *txn, size_t n0, uint32_t from0,
                     memcpy(a, v.mv_data, CVAL_SIZE);
                 else if (rc != 0 && rc != MDB_NOTFOUND)
                     break;
+                /* And the block's now entry, when of this window. */
+                if (st->env->has_now) {
+                    struct nent e;
+                    size_t ev;
+
+                    kv.mv_data = key + 9;
+                    kv.mv_size = klen - 9;
+                    rc = mdb_get(txn, st->env->now, &kv, &v);
+                    if (rc == 0 && store_now_entry(&v, w, &e)
+                        && e.win == win)
+                        for (ev = 0; ev < INA_NEVENTS; ev++)
+                            a[ev] = sat_add(a[ev], e.d[ev]);
+                    else if (rc != 0 && rc != MDB_NOTFOUND)
+                        break;
+                }
                 kv.mv_data = key;
                 kv.mv_size = klen;
                 rc = mdb_get(txn, st->env->published, &kv, &v);
@@ -869,7 +1015,7 @@ static int
 cluster_scan(struct ina_store *st, int full, int64_t now,
              struct changes *ch)
 {
-    MDB_cursor *cc = NULL, *pc = NULL, *sc = NULL;
+    MDB_cursor *cc = NULL, *pc = NULL, *sc = NULL, *nc = NULL;
     MDB_txn *txn;
     uint32_t cur, cutoff, from, from0 = 0;
     size_t wi, n0 = 0, forget = 0;
@@ -879,7 +1025,9 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
         return rc;
     if ((rc = mdb_cursor_open(txn, st->env->counts, &cc)) != 0
         || (rc = mdb_cursor_open(txn, st->env->published, &pc)) != 0
-        || (rc = mdb_cursor_open(txn, st->env->sessions, &sc)) != 0)
+        || (rc = mdb_cursor_open(txn, st->env->sessions, &sc)) != 0
+        || (st->env->has_now
+            && (rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0))
         goto out;
     for (wi = 0; wi < st->nwidths && rc == 0; wi++) {
         cur = (uint32_t) (now / st->widths[wi].width);
@@ -887,7 +1035,7 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
         from = full || cur == 0 || cur - 1 < cutoff ? cutoff : cur - 1;
         if (wi == 0)
             from0 = from;
-        rc = scan_counters(cc, pc, st->widths[wi].width, from, cutoff,
+        rc = scan_counters(cc, nc, pc, st->widths[wi].width, from, cutoff,
                            full || wi == 0, ch, &forget);
         if (wi == 0)
             n0 = ch->n;
@@ -901,6 +1049,8 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
         rc = scan_gauges(sc, pc, ch);
 
 out:
+    if (nc != NULL)
+        mdb_cursor_close(nc);
     if (sc != NULL)
         mdb_cursor_close(sc);
     if (pc != NULL)

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -47,7 +48,7 @@
 
 /* Reader slots of a new lock file; an existing one keeps its size. */
 #define ENV_MAXREADERS 1024
-/* Named databases: meta, counts, sessions, owners, the five of the
+/* Named databases: meta, counts, now, sessions, owners, the five of the
  * cluster sync, and room to grow. */
 #define ENV_MAXDBS 16
 /* Attempts to open while another process opens or closes (lmdb.h). */
@@ -234,6 +235,66 @@ env_key_cmp(const MDB_val *a, const MDB_val *b)
     return key_cmp(a->mv_data, a->mv_size, b->mv_data, b->mv_size);
 }
 
+/* env_upgrade - make a store of format 1 one of format 2
+ *
+ * Format 1 kept every window in the counts database; format 2 keeps
+ * each prefix's newest windows in the "now" database.  The counts of
+ * format 1 stay where they are, added by every query as before.  A
+ * point query of format 2 reads the counts database only where it may
+ * hold the window asked for; so the end of the last window format 1
+ * wrote (or the upgrade's time, if later) is kept as legacy_time, and
+ * up to it both are read. */
+
+static int
+env_upgrade(MDB_txn *txn, struct env *e)
+{
+    uint8_t probe[4];
+    uint64_t legacy = (uint64_t) time(NULL), end;
+    uint32_t version = INA_FORMAT_VERSION, width, win;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, e->counts, &c)) != 0)
+        return rc;
+    /* The last key of each width has its newest window. */
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0 && k.mv_size >= 8) {
+        width = (uint32_t) be_get(k.mv_data, 4);
+        if (width == UINT32_MAX)
+            break;
+        be_put(probe, width + 1u, 4);
+        k.mv_data = probe;
+        k.mv_size = sizeof(probe);
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == 0)
+            rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+        else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        if (rc != 0 || k.mv_size < 8)
+            break;
+        win = (uint32_t) be_get((uint8_t *) k.mv_data + 4, 4);
+        end = ((uint64_t) win + 1) * be_get(k.mv_data, 4);
+        if (end > legacy)
+            legacy = end;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    k.mv_data = (void *) "legacy_time";
+    k.mv_size = 11;
+    v.mv_data = &legacy;
+    v.mv_size = sizeof(legacy);
+    if ((rc = mdb_put(txn, e->meta, &k, &v, 0)) != 0)
+        return rc;
+    k.mv_data = (void *) "format";
+    k.mv_size = 6;
+    v.mv_data = &version;
+    v.mv_size = sizeof(version);
+    return mdb_put(txn, e->meta, &k, &v, 0);
+}
+
 /* env_open_dbis - open the named databases and check the format
  *
  * DBIs must be opened in a transaction that commits, so that every later
@@ -246,7 +307,7 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
     MDB_val k, v;
     unsigned cflag = e->rdonly ? 0 : MDB_CREATE;
     uint32_t version;
-    int rc;
+    int rc, rdonly_v1 = 0, upgrade = 0;
 
     rc = mdb_txn_begin(e->env, NULL, e->rdonly ? MDB_RDONLY : 0, &txn);
     if (rc != 0)
@@ -274,6 +335,13 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
                            "store aside and start a new one", e->path);
         }
         memcpy(&version, v.mv_data, sizeof(version));
+        if (version == 1 && !e->rdonly) {
+            version = INA_FORMAT_VERSION;
+            upgrade = 1;
+        } else if (version == 1) {
+            version = INA_FORMAT_VERSION; /* read as such, now empty */
+            rdonly_v1 = 1;
+        }
         if (version != INA_FORMAT_VERSION) {
             mdb_txn_abort(txn);
             return err_set(errbuf, errlen, INA_EVERSION,
@@ -289,6 +357,20 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
         || (rc = mdb_dbi_open(txn, "sessions", cflag, &e->sessions)) != 0
         || (rc = mdb_dbi_open(txn, "owners", cflag, &e->owners)) != 0)
         goto fail;
+    if (upgrade && (rc = env_upgrade(txn, e)) != 0)
+        goto fail;
+    e->has_now = 0;
+    e->legacy_time = 0;
+    k.mv_data = (void *) "legacy_time";
+    k.mv_size = 11;
+    if (mdb_get(txn, e->meta, &k, &v) == 0 && v.mv_size == sizeof(uint64_t))
+        memcpy(&e->legacy_time, v.mv_data, sizeof(uint64_t));
+    if (!rdonly_v1) {
+        if ((rc = mdb_dbi_open(txn, "now", cflag, &e->now)) != 0
+            || (rc = mdb_set_compare(txn, e->now, env_key_cmp)) != 0)
+            goto fail;
+        e->has_now = 1;
+    }
     /* The cluster sync's tables (cluster.c): the other nodes' counters
      * and gauges, what this node has published, its outbox, and what it
      * knows of the other nodes.  A store made before they existed gets

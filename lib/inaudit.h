@@ -42,8 +42,9 @@ extern "C" {
 #define INA_VERSION_STRING "inbound-audit 0.1.0"
 
 /* Version of the on-disk format.  A store written with another format is
- * refused at open with INA_EVERSION. */
-#define INA_FORMAT_VERSION 1
+ * refused at open with INA_EVERSION, except that a read-write open
+ * upgrades a store of version 1 (no "now" database) to version 2. */
+#define INA_FORMAT_VERSION 2
 
 #if defined(__GNUC__) || defined(__clang__)
 #define INA_NONNULL(...) __attribute__((__nonnull__(__VA_ARGS__)))

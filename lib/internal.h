@@ -147,6 +147,11 @@ struct env {
     pthread_mutex_t slock;    /* one session open or close (session.c) */
     struct batch *batch;      /* the process's buffered events (batch.c) */
     MDB_dbi meta, counts, sessions, owners;
+    /* The newest windows of each prefix (store.c); has_now is 0 when a
+     * read-only handle opened a store of format 1, which has none. */
+    int has_now;
+    MDB_dbi now;
+    uint64_t legacy_time;     /* clock of the upgrade from format 1, or 0 */
     /* The sync agent's tables (cluster.c); has_cluster is 0 when a
      * read-only handle opened a store made before they existed. */
     int has_cluster;
@@ -171,6 +176,22 @@ void env_release(struct env *e);
 #define CKEY_MAX (CKEY_HDR + 16)
 #define CVAL_SIZE (INA_NEVENTS * sizeof(uint64_t))
 
+/* The "now" database (format 2): a key per prefix, family (u8) | mask
+ * length (u8) | address, as a counter key after its width and window.
+ * Its value holds, for each width with events of the prefix, the newest
+ * such window and its counts: entries ascending by width, native order.
+ * Every other window of the prefix is in the counts database, whose
+ * total for a key is its value plus the now entry of that width when
+ * the entry is of the key's window.  A flush writes a prefix's widths
+ * in one put; a window an entry leaves is moved to the counts database
+ * then (store_now_add). */
+struct nent {
+    uint32_t width, win;
+    uint64_t d[INA_NEVENTS];
+};
+#define NENT_MAX INA_MAX_MONITORS
+#define NKEY_MAX (2 + 16)
+
 /* Session keys: service length (u8) | service | family | mask length |
  * address.  Owner keys: pid (u32 BE) | process start time (u64 BE) |
  * service length | service | family | host address. */
@@ -194,8 +215,11 @@ struct ina_store {
     uint64_t pstart;        /* its start time (owner records) */
     pthread_mutex_t lock;   /* one call at a time on a handle */
     MDB_txn *rtxn;          /* cached read transaction, kept reset */
-    MDB_cursor *rcur[2];    /* its cursors: counts, sessions */
-    int rcur1_live;         /* rcur[1] renewed for the current snapshot */
+    /* Its cursors (STORE_RCOUNTS, STORE_RSESSIONS, STORE_RNOW: NULL if
+     * the store has no now database), each renewed for the current
+     * snapshot on first use (the bits of rlive). */
+    MDB_cursor *rcur[3];
+    unsigned rlive;
     /* The last point lookup in the counts: its snapshot (0: none), key
      * and value.  A policy asks for the three events of one key in a
      * row, and a snapshot never changes. */
@@ -209,6 +233,14 @@ struct ina_store {
     void *log_arg;
     size_t nwidths;
     struct store_width widths[INA_MAX_MONITORS];
+    /* The sweep of the now database (store_expire_now): the windows it
+     * was started for (the sum of every width's), whether it is under
+     * way, and the key it goes on from. */
+    uint64_t now_swept;
+    int now_sweeping, now_sweep_all;
+    int64_t now_delta;      /* entries the write transaction added */
+    size_t now_poslen;
+    uint8_t now_pos[NKEY_MAX];
     int64_t next_reap;      /* clock time of the next reaping pass */
     int64_t next_usage;     /* clock time of the next map-use check */
     int force_level;        /* degradation this process could not store */
@@ -225,6 +257,10 @@ int store_enter(struct ina_store *st);
 void store_leave(struct ina_store *st);
 int store_write(struct ina_store *st, store_txn_fn fn, void *arg);
 int store_read_begin(struct ina_store *st, MDB_txn **txn);
+#define STORE_RCOUNTS 0
+#define STORE_RSESSIONS 1
+#define STORE_RNOW 2
+int store_read_cursor(struct ina_store *st, int which, MDB_cursor **cur);
 int store_read_sessions(struct ina_store *st, MDB_cursor **cur);
 void store_read_end(struct ina_store *st);
 size_t store_ckey(uint8_t *key, uint32_t width, uint32_t win, int family,
@@ -242,12 +278,27 @@ uint64_t store_dbi_pages(MDB_txn *txn, const MDB_dbi *dbis, size_t n);
 uint64_t store_meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name);
 int store_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name,
                        uint64_t value);
+int store_now_count(struct ina_store *st, MDB_txn *txn);
+int store_now_expired(const struct ina_store *st, const struct nent *e,
+                      int64_t now, int all);
+int store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
+                     size_t limit, int all, uint64_t *removed);
 int store_expire_width(struct ina_store *st, MDB_txn *txn, size_t wi,
                        uint32_t cur, size_t limit, uint64_t *removed);
 void store_log(struct ina_store *st, int prio, const char *fmt, ...)
     INA_PRINTF(3, 4);
 int store_add_u64(MDB_cursor *cur, const uint8_t *key, size_t klen,
                   int64_t delta, uint64_t *result);
+int store_now_add(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
+                  const uint8_t *pkey, size_t pklen, int64_t time,
+                  const uint64_t *d);
+int store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
+                    const uint8_t *pkey, size_t pklen, const struct nent *add,
+                    size_t n, int64_t time);
+int store_now_entry(const MDB_val *v, uint32_t width, struct nent *out);
+int store_now_sum(MDB_cursor *nc, uint32_t width, uint32_t win, int family,
+                  unsigned gran, const uint8_t *lo, const uint8_t *hi,
+                  size_t field, uint64_t *sum);
 int store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
                      const uint64_t *d);
 

@@ -337,6 +337,176 @@ store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
     return mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
 }
 
+/* store_hist_add - add counts to the counts database's key of a width's
+ * window for a prefix (a now key) */
+
+static int
+store_hist_add(MDB_cursor *hc, const struct nent *e, const uint8_t *pkey,
+               size_t pklen)
+{
+    uint8_t key[CKEY_MAX];
+
+    put_be32(key, e->width);
+    put_be32(key + 4, e->win);
+    memcpy(key + 8, pkey, pklen);
+    return store_add_counts(hc, key, 8 + pklen, e->d);
+}
+
+/* store_now_add - add counts d, at clock time, to every window of the
+ * handle's widths for one prefix
+ *
+ * One put in the now database (nc) when each width's entry is of time's
+ * window or the prefix has none.  An entry of an older window is moved
+ * to the counts database (hc) and replaced; an event older than its
+ * width's entry (the clock stepped back) is added there instead.  The
+ * entries of widths this handle does not count (another configuration
+ * on the same store) are kept, while they fit. */
+
+int
+store_now_add(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
+              const uint8_t *pkey, size_t pklen, int64_t time,
+              const uint64_t *d)
+{
+    struct nent add[NENT_MAX];
+    size_t j;
+
+    for (j = 0; j < st->nwidths; j++) {
+        add[j].width = st->widths[j].width;
+        add[j].win = (uint32_t) (time / st->widths[j].width);
+        memcpy(add[j].d, d, sizeof(add[j].d));
+    }
+    return store_now_merge(st, nc, hc, pkey, pklen, add, st->nwidths, time);
+}
+
+/* store_now_merge - add n entries (ascending by width, each with its
+ * window) to a prefix's now record, as store_now_add does; now is the
+ * clock, for what is expired */
+
+int
+store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
+                const uint8_t *pkey, size_t pklen, const struct nent *add,
+                size_t n, int64_t time)
+{
+    struct nent old[NENT_MAX], out[NENT_MAX];
+    size_t no, i, j, m = 0, e;
+    MDB_val k, v;
+    int rc;
+
+    k.mv_data = (void *) pkey;
+    k.mv_size = pklen;
+    v.mv_data = (void *) add;
+    v.mv_size = n * sizeof(add[0]);
+    if ((rc = mdb_cursor_put(nc, &k, &v, MDB_NOOVERWRITE)) != MDB_KEYEXIST) {
+        if (rc == 0)
+            st->now_delta += (int64_t) n;
+        return rc;
+    }
+    if (v.mv_size == 0 || v.mv_size % sizeof(old[0]) != 0
+        || v.mv_size > sizeof(old))
+        return MDB_CORRUPTED;
+    no = v.mv_size / sizeof(old[0]);
+    memcpy(old, v.mv_data, v.mv_size);
+    /* Both ascend by width. */
+    for (i = j = 0; i < no || j < n;) {
+        if (j == n || (i < no && old[i].width < add[j].width)) {
+            /* Another configuration's width: kept if there is room for
+             * this handle's entries still to come, else moved. */
+            if (m + (n - j) < NENT_MAX)
+                out[m++] = old[i];
+            else if ((rc = store_hist_add(hc, &old[i], pkey, pklen)) != 0)
+                return rc;
+            i++;
+            continue;
+        }
+        if (i == no || add[j].width < old[i].width) {
+            out[m++] = add[j++];
+            continue;
+        }
+        if (old[i].win == add[j].win) {
+            out[m] = old[i];
+            for (e = 0; e < INA_NEVENTS; e++)
+                out[m].d[e] = sat_add(out[m].d[e], add[j].d[e]);
+            m++;
+        } else if (old[i].win < add[j].win) {
+            /* A window no monitor keeps any more is not moved. */
+            if (!store_now_expired(st, &old[i], time, 0)
+                && (rc = store_hist_add(hc, &old[i], pkey, pklen)) != 0)
+                return rc;
+            out[m++] = add[j];
+        } else {
+            if ((rc = store_hist_add(hc, &add[j], pkey, pklen)) != 0)
+                return rc;
+            out[m++] = old[i];
+        }
+        i++;
+        j++;
+    }
+    k.mv_data = (void *) pkey;
+    k.mv_size = pklen;
+    v.mv_data = out;
+    v.mv_size = m * sizeof(out[0]);
+    st->now_delta += (int64_t) m - (int64_t) no;
+    /* MDB_CURRENT only in place: LMDB 0.9's MDB_CURRENT of another size
+     * can lose a neighbouring key (seen here on Debian 12's 0.9.24). */
+    return mdb_cursor_put(nc, &k, &v, m == no ? MDB_CURRENT : 0);
+}
+
+/* store_now_entry - copy a now value's entry of a width to *out: 1, or
+ * 0 if it has none (a value not a whole number of entries has none)
+ *
+ * Copied: LMDB aligns values to two bytes only. */
+
+int
+store_now_entry(const MDB_val *v, uint32_t width, struct nent *out)
+{
+    const uint8_t *p = v->mv_data;
+    size_t n = v->mv_size / sizeof(*out), i;
+    uint32_t w;
+
+    if (v->mv_size % sizeof(*out) != 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        memcpy(&w, p + i * sizeof(*out) + offsetof(struct nent, width),
+               sizeof(w));
+        if (w == width) {
+            memcpy(out, p + i * sizeof(*out), sizeof(*out));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* store_now_sum - add the now entries of one width's window win over
+ * the block lo .. hi at granularity gran to *sum (field: the event) */
+
+int
+store_now_sum(MDB_cursor *nc, uint32_t width, uint32_t win, int family,
+              unsigned gran, const uint8_t *lo, const uint8_t *hi,
+              size_t field, uint64_t *sum)
+{
+    uint8_t key[NKEY_MAX];
+    unsigned alen = cidr_addrlen(family);
+    struct nent e;
+    MDB_val k, v;
+    int rc;
+
+    key[0] = (uint8_t) family;
+    key[1] = (uint8_t) gran;
+    memcpy(key + 2, lo, alen);
+    k.mv_data = key;
+    k.mv_size = 2 + alen;
+    rc = mdb_cursor_get(nc, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        if (k.mv_size != 2 + alen || memcmp(k.mv_data, key, 2) != 0
+            || memcmp((uint8_t *) k.mv_data + 2, hi, alen) > 0)
+            break;
+        if (store_now_entry(&v, width, &e) && e.win == win)
+            *sum = sat_add(*sum, e.d[field]);
+        rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* store_enter - take the handle for one call
  *
  * In a child after fork() the handle forgets the parent's cached
@@ -353,11 +523,12 @@ store_enter(struct ina_store *st)
         /* The parent's cached transaction and cursors are plain heap
          * blocks here: free them without an LMDB call, since aborting
          * would release the parent's reader slot. */
-        free(st->rcur[0]);
-        free(st->rcur[1]);
+        for (i = 0; i < 3; i++) {
+            free(st->rcur[i]);
+            st->rcur[i] = NULL;
+        }
         free(st->rtxn);
         st->rtxn = NULL;
-        st->rcur[0] = st->rcur[1] = NULL;
         st->pt_txn = 0;
         pthread_mutex_init(&st->lock, NULL);
         st->pid = env_pid();
@@ -385,14 +556,16 @@ store_leave(struct ina_store *st)
 static void
 store_drop_rtxn(struct ina_store *st)
 {
-    if (st->rcur[0] != NULL)
-        mdb_cursor_close(st->rcur[0]);
-    if (st->rcur[1] != NULL)
-        mdb_cursor_close(st->rcur[1]);
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        if (st->rcur[i] != NULL)
+            mdb_cursor_close(st->rcur[i]);
+        st->rcur[i] = NULL;
+    }
     if (st->rtxn != NULL)
         mdb_txn_abort(st->rtxn);
     st->rtxn = NULL;
-    st->rcur[0] = st->rcur[1] = NULL;
     st->pt_txn = 0;
 }
 
@@ -413,22 +586,24 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
         if (st->rtxn != NULL) {
             rc = mdb_txn_renew(st->rtxn);
             if (rc == 0) {
-                rc = mdb_cursor_renew(st->rtxn, st->rcur[0]);
-                if (rc == 0) {
-                    st->rcur1_live = 0;
-                    *txn = st->rtxn;
-                    return 0;
-                }
+                st->rlive = 0;
+                *txn = st->rtxn;
+                return 0;
             }
             store_drop_rtxn(st);
         } else {
             rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &st->rtxn);
             if (rc == 0) {
                 if ((rc = mdb_cursor_open(st->rtxn, st->env->counts,
-                                          &st->rcur[0])) == 0
+                                          &st->rcur[STORE_RCOUNTS])) == 0
                     && (rc = mdb_cursor_open(st->rtxn, st->env->sessions,
-                                             &st->rcur[1])) == 0) {
-                    st->rcur1_live = 1;
+                                             &st->rcur[STORE_RSESSIONS]))
+                           == 0
+                    && (!st->env->has_now
+                        || (rc = mdb_cursor_open(st->rtxn, st->env->now,
+                                                 &st->rcur[STORE_RNOW]))
+                               == 0)) {
+                    st->rlive = 7;
                     *txn = st->rtxn;
                     return 0;
                 }
@@ -457,14 +632,24 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
 int
 store_read_sessions(struct ina_store *st, MDB_cursor **cur)
 {
+    return store_read_cursor(st, STORE_RSESSIONS, cur);
+}
+
+/* store_read_cursor - a cursor of the current snapshot (which: one of
+ * STORE_RCOUNTS ...), renewed on its first use; *cur is NULL for
+ * STORE_RNOW in a store without a now database */
+
+int
+store_read_cursor(struct ina_store *st, int which, MDB_cursor **cur)
+{
     int rc;
 
-    if (!st->rcur1_live) {
-        if ((rc = mdb_cursor_renew(st->rtxn, st->rcur[1])) != 0)
-            return rc;
-        st->rcur1_live = 1;
-    }
-    *cur = st->rcur[1];
+    *cur = st->rcur[which];
+    if (*cur == NULL || (st->rlive & (1u << which)))
+        return 0;
+    if ((rc = mdb_cursor_renew(st->rtxn, *cur)) != 0)
+        return rc;
+    st->rlive |= 1u << which;
     return 0;
 }
 
@@ -505,7 +690,7 @@ store_dbi_pages(MDB_txn *txn, const MDB_dbi *dbis, size_t n)
 uint64_t
 store_data_pages(struct ina_store *st, MDB_txn *txn)
 {
-    MDB_dbi dbis[6];
+    MDB_dbi dbis[7];
 
     dbis[0] = 0;                    /* the freelist */
     dbis[1] = 1;                    /* the main database */
@@ -513,7 +698,8 @@ store_data_pages(struct ina_store *st, MDB_txn *txn)
     dbis[3] = st->env->counts;
     dbis[4] = st->env->sessions;
     dbis[5] = st->env->owners;
-    return store_dbi_pages(txn, dbis, sizeof(dbis) / sizeof(dbis[0]));
+    dbis[6] = st->env->now;
+    return store_dbi_pages(txn, dbis, st->env->has_now ? 7 : 6);
 }
 
 /* store_check_usage - move the degradation level with map use
@@ -643,6 +829,123 @@ out:
     return rc;
 }
 
+/* store_now_expired - is a now entry of a window no monitor of this
+ * handle keeps (or from the future: the clock stepped back)?  Entries of
+ * widths the handle does not count are kept unless all (an expiry asked
+ * for by the operator: ina_expire). */
+
+int
+store_now_expired(const struct ina_store *st, const struct nent *e,
+                  int64_t now, int all)
+{
+    uint32_t cur;
+    size_t i;
+
+    for (i = 0; i < st->nwidths; i++)
+        if (st->widths[i].width == e->width) {
+            cur = (uint32_t) (now / e->width);
+            return e->win > cur
+                   || (cur > st->widths[i].keep
+                       && e->win < cur - st->widths[i].keep);
+        }
+    return all;
+}
+
+/* store_expire_now - drop expired entries from the now database
+ *
+ * A sweep of the whole database in key order, started when a window of
+ * a width rolled over since the last one, and run a chunk at a time (at
+ * most limit keys changed, four times as many read): an entry no monitor
+ * keeps is removed, and a key left with none is deleted.  Queries never
+ * ask for such windows; the sweep gives their space back.  Returns 0 when
+ * the sweep is done or not due, MDB_INCOMPATIBLE when it goes on. */
+
+int
+store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
+                 size_t limit, int all, uint64_t *removed)
+{
+    struct nent ent[NENT_MAX];
+    uint8_t kbuf[NKEY_MAX];
+    uint64_t mark = 0;
+    size_t i, n, m, done = 0, seen = 0;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc;
+
+    for (i = 0; i < st->nwidths; i++)
+        mark += (uint64_t) (now / st->widths[i].width);
+    if (!st->now_sweeping && mark == st->now_swept && !all)
+        return 0;
+    if (!st->now_sweeping || (all && !st->now_sweep_all)) {
+        st->now_sweeping = 1;
+        st->now_sweep_all = all;
+        st->now_swept = mark;
+        st->now_poslen = 0;
+    }
+    if ((rc = mdb_cursor_open(txn, st->env->now, &c)) != 0)
+        return rc;
+    k.mv_data = st->now_pos;
+    k.mv_size = st->now_poslen;
+    rc = st->now_poslen == 0 ? mdb_cursor_get(c, &k, &v, MDB_FIRST)
+                             : mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && done < limit && seen < 4 * limit) {
+        seen++;
+        if (v.mv_size % sizeof(ent[0]) != 0 || v.mv_size > sizeof(ent)) {
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            continue;
+        }
+        n = v.mv_size / sizeof(ent[0]);
+        memcpy(ent, v.mv_data, v.mv_size);
+        for (i = m = 0; i < n; i++)
+            if (!store_now_expired(st, &ent[i], now, all))
+                ent[m++] = ent[i];
+        if (m == n) {
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            continue;
+        }
+        done += n - m;
+        if (m == 0) {
+            if ((rc = mdb_cursor_del(c, 0)) != 0)
+                break;
+            rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+            continue;
+        }
+        /* A put of another size moves the page's nodes: the key is
+         * given from a copy, not from the page, and by the transaction,
+         * not by this cursor, which has deleted before (clear_take_now
+         * in admin.c: such a put left a stale copy of another key). */
+        if (k.mv_size > sizeof(kbuf)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(kbuf, k.mv_data, k.mv_size);
+        k.mv_data = kbuf;
+        v.mv_data = ent;
+        v.mv_size = m * sizeof(ent[0]);
+        if ((rc = mdb_put(txn, st->env->now, &k, &v, 0)) != 0)
+            break;
+        /* Then on from the key again, the cursor placed anew. */
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+        if (rc == 0)
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (rc == 0 && k.mv_size <= sizeof(st->now_pos)) {
+        /* Stopped by the limit: go on from this key next time. */
+        memcpy(st->now_pos, k.mv_data, k.mv_size);
+        st->now_poslen = k.mv_size;
+        rc = MDB_INCOMPATIBLE;
+    } else if (rc == MDB_NOTFOUND || rc == EINVAL) {
+        st->now_sweeping = 0;
+        st->now_sweep_all = 0;
+        rc = 0;
+    }
+    mdb_cursor_close(c);
+    st->now_delta -= (int64_t) done;
+    if (removed != NULL)
+        *removed += done;
+    return rc;
+}
+
 /* store_relieve - make room after MDB_MAP_FULL
  *
  * Clears stale readers, expires everything expirable, and raises the
@@ -670,7 +973,13 @@ store_relieve(struct ina_store *st, int level_seen)
             if (rc != 0)
                 break;
         }
-        if (mdb_txn_commit(txn) != 0)
+        st->now_sweeping = 0;
+        st->now_sweep_all = 0;
+        st->now_delta = 0;
+        if (rc == 0)
+            (void) store_expire_now(st, txn, now, SIZE_MAX / 4, 0,
+                                    &removed);
+        if (store_now_count(st, txn) != 0 || mdb_txn_commit(txn) != 0)
             removed = 0;
     }
     /* Space came back: try again at the same precision. */
@@ -755,6 +1064,23 @@ store_maintain(struct ina_store *st, MDB_txn *txn, int64_t now)
     return 0;
 }
 
+/* store_now_count - add the transaction's change of the now database's
+ * entries (st->now_delta) to its count in the meta database */
+
+int
+store_now_count(struct ina_store *st, MDB_txn *txn)
+{
+    uint64_t n;
+    int64_t d = st->now_delta;
+
+    st->now_delta = 0;
+    if (d == 0)
+        return 0;
+    n = store_meta_u64(txn, st->env->meta, "now_entries");
+    n = d < 0 && (uint64_t) -d > n ? 0 : n + (uint64_t) d;
+    return store_meta_put_u64(txn, st->env->meta, "now_entries", n);
+}
+
 /* store_write - run fn in one write transaction, with the error ladder
  *
  * MAP_RESIZED adopts the persisted size and retries; MAP_FULL relieves
@@ -776,9 +1102,12 @@ store_write(struct ina_store *st, store_txn_fn fn, void *arg)
         rc = mdb_txn_begin(env, NULL, 0, &txn);
         if (rc == 0) {
             level = store_level(st, txn);
+            st->now_delta = 0;
             rc = fn(st, txn, arg);
             if (rc == 0)
                 rc = store_maintain(st, txn, st->clock(st->clock_arg));
+            if (rc == 0)
+                rc = store_now_count(st, txn);
             if (rc == 0) {
                 rc = mdb_txn_commit(txn);
             } else {
@@ -794,6 +1123,8 @@ store_write(struct ina_store *st, store_txn_fn fn, void *arg)
              * undone. */
             for (i = 0; i < st->nwidths; i++)
                 st->widths[i].clean = 0;
+            st->now_sweeping = 0;
+            st->now_swept = 0;
         }
         if (tries >= STORE_RETRIES + store_max_level(st->conf))
             break;
@@ -988,13 +1319,12 @@ static int
 record_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 {
     struct record_arg *a = argp;
-    uint8_t key[CKEY_MAX], addr[16];
+    uint8_t key[NKEY_MAX];
     uint64_t d[INA_NEVENTS];
     const uint8_t *list;
-    MDB_cursor *c;
-    size_t np, wi, pi, klen;
+    MDB_cursor *c, *nc;
+    size_t np, pi;
     unsigned alen = cidr_addrlen(a->addr->family);
-    uint32_t win;
     int rc, level;
 
     /* The clock is read under the writer lock, so transactions see time
@@ -1010,27 +1340,24 @@ record_txn(struct ina_store *st, MDB_txn *txn, void *argp)
     if ((size_t) level >= np)
         level = (int) np - 1;
     np -= (size_t) level;
-    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
+    if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0)
         return rc;
-    /* Widths ascend and masks ascend, so keys come in sorted order and
-     * the cursor walks forward. */
-    for (wi = 0; wi < st->nwidths; wi++) {
-        win = (uint32_t) (a->now / st->widths[wi].width);
-        for (pi = 0; pi < np; pi++) {
-            memcpy(addr, a->addr->addr, alen);
-            cidr_mask(addr, alen, list[pi]);
-            klen = store_ckey(key, st->widths[wi].width, win,
-                              a->addr->family, list[pi], addr);
-            memset(d, 0, sizeof(d));
-            d[a->ev] = a->n;
-            if ((rc = store_add_counts(c, key, klen, d)) != 0)
-                goto out;
-        }
+    if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0) {
+        mdb_cursor_close(nc);
+        return rc;
     }
-    rc = 0;
-
-out:
+    /* Masks ascend, so keys come in sorted order. */
+    memset(d, 0, sizeof(d));
+    d[a->ev] = a->n;
+    for (pi = 0; pi < np && rc == 0; pi++) {
+        key[0] = (uint8_t) a->addr->family;
+        key[1] = list[pi];
+        memcpy(key + 2, a->addr->addr, alen);
+        cidr_mask(key + 2, alen, list[pi]);
+        rc = store_now_add(st, nc, c, key, 2 + alen, a->now, d);
+    }
     mdb_cursor_close(c);
+    mdb_cursor_close(nc);
     if (rc != 0)
         return rc;
     return store_expire_due(st, txn, a->now);
@@ -1053,7 +1380,8 @@ store_expire_due(struct ina_store *st, MDB_txn *txn, int64_t now)
         if (rc != 0)
             return rc;
     }
-    return 0;
+    rc = store_expire_now(st, txn, now, STORE_EXPIRE_CHUNK, 0, NULL);
+    return rc == MDB_INCOMPATIBLE ? 0 : rc;
 }
 
 /* ina_record - count n events of one kind from one address */
@@ -1168,34 +1496,63 @@ store_sum(MDB_cursor *c, const uint8_t *pfx, size_t pfxlen,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* store_point - the value of one counter key in the read snapshot
+/* store_point - the counts of one counter key in the read snapshot
  *
  * From the handle's last lookup when it was of the same key in the same
  * snapshot (LMDB numbers every commit, and a snapshot's contents never
- * change), else from the tree; a key not there counts zero. */
+ * change), else from the tree: the prefix's now entry of the key's width
+ * when it is of the key's window, and the key in the counts database
+ * unless that cannot hold any of the window (the entry is of it, and the
+ * window began after legacy_time).  A key found nowhere counts zero. */
 
 static int
 store_point(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
             size_t klen, const uint64_t **val)
 {
-    uint64_t id = (uint64_t) mdb_txn_id(txn);
+    uint64_t id = (uint64_t) mdb_txn_id(txn), x[INA_NEVENTS];
+    uint32_t width = get_be32(key), win = get_be32(key + 4);
+    MDB_cursor *c;
+    struct nent e;
     MDB_val k, v;
-    int rc;
+    int rc, hist = 1, i;
 
     *val = st->pt_val;
     if (id != 0 && st->pt_txn == id && st->pt_klen == klen
         && memcmp(st->pt_key, key, klen) == 0)
         return 0;
     st->pt_txn = 0;
-    k.mv_data = (void *) key;
-    k.mv_size = klen;
     memset(st->pt_val, 0, sizeof(st->pt_val));
-    rc = mdb_cursor_get(st->rcur[0], &k, &v, MDB_SET_KEY);
-    if (rc == 0)
-        memcpy(st->pt_val, v.mv_data,
-               v.mv_size < CVAL_SIZE ? v.mv_size : CVAL_SIZE);
-    else if (rc != MDB_NOTFOUND)
+    if ((rc = store_read_cursor(st, STORE_RNOW, &c)) != 0)
         return rc;
+    if (c != NULL) {
+        k.mv_data = (void *) (key + 8);
+        k.mv_size = klen - 8;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+        if (rc == 0 && store_now_entry(&v, width, &e)) {
+            if (e.win == win) {
+                memcpy(st->pt_val, e.d, sizeof(st->pt_val));
+                hist = (uint64_t) win * width <= st->env->legacy_time;
+            } else {
+                hist = e.win > win;
+            }
+        } else if (rc != 0 && rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
+    if (hist) {
+        if ((rc = store_read_cursor(st, STORE_RCOUNTS, &c)) != 0)
+            return rc;
+        k.mv_data = (void *) key;
+        k.mv_size = klen;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+        if (rc == 0 && v.mv_size == CVAL_SIZE) {
+            memcpy(x, v.mv_data, CVAL_SIZE);
+            for (i = 0; i < INA_NEVENTS; i++)
+                st->pt_val[i] = sat_add(st->pt_val[i], x[i]);
+        } else if (rc != 0 && rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
     st->pt_txn = id;
     st->pt_klen = klen;
     memcpy(st->pt_key, key, klen);
@@ -1316,8 +1673,17 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
             uint64_t x;
 
             if (gran != block->plen) {
-                rc = store_sum(st->rcur[0], pfx, CKEY_HDR, lo, hi, alen, 0,
-                               (size_t) ev, &sum);
+                MDB_cursor *c;
+
+                if ((rc = store_read_cursor(st, STORE_RCOUNTS, &c)) == 0)
+                    rc = store_sum(c, pfx, CKEY_HDR, lo, hi, alen, 0,
+                                   (size_t) ev, &sum);
+                if (rc == 0
+                    && (rc = store_read_cursor(st, STORE_RNOW, &c)) == 0
+                    && c != NULL)
+                    rc = store_now_sum(c, mon->width, cur - i,
+                                       block->family, gran, lo, hi,
+                                       (size_t) ev, &sum);
             } else if ((rc = store_point(st, txn, pfx, klen, &val)) == 0
                        && (rc = batch_pending(st, txn, pfx, klen, (int) ev,
                                               &x)) == 0) {

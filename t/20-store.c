@@ -19,6 +19,7 @@
 
 #include "basic.h"
 #include "inatest.h"
+#include "internal.h"
 
 /* An hour boundary, so every sample width starts a window here. */
 #define T0 1700002800
@@ -393,34 +394,157 @@ main(void)
         uint64_t keys = 0, found = 0, ordered = 0;
         int r;
 
+        static const char *const dbs[] = { "counts", "now" };
+        uint64_t first, entries = 0;
+        size_t d;
+
+        /* The counts database and the now database (the prefixes'
+         * newest windows), each in memcmp order. */
         if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
             || mdb_env_open(env, conf->store, MDB_RDONLY, 0660) != 0
-            || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0
-            || mdb_dbi_open(txn, "counts", 0, &dbi) != 0
-            || mdb_cursor_open(txn, dbi, &cur) != 0)
+            || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
             bail("cannot open the store with LMDB directly");
-        for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
-             r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            keys++;
-            cmp = plen < k.mv_size ? plen : k.mv_size;
-            if (keys == 1
-                || (r = memcmp(prev, k.mv_data, cmp)) < 0
-                || (r == 0 && plen < k.mv_size))
-                ordered++;
-            pk = k;
-            if (mdb_get(txn, dbi, &pk, &g) == 0)
-                found++;
-            if (k.mv_size <= sizeof(prev)) {
-                memcpy(prev, k.mv_data, k.mv_size);
-                plen = k.mv_size;
+        for (d = 0; d < 2; d++) {
+            if (mdb_dbi_open(txn, dbs[d], 0, &dbi) != 0
+                || mdb_cursor_open(txn, dbi, &cur) != 0)
+                bail("cannot open the store with LMDB directly");
+            first = keys + 1;
+            for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+                 r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                keys++;
+                /* A now record holds a counter for each of its entries. */
+                entries += d == 0 ? 1 : v.mv_size / 32;
+                cmp = plen < k.mv_size ? plen : k.mv_size;
+                if (keys == first
+                    || (r = memcmp(prev, k.mv_data, cmp)) < 0
+                    || (r == 0 && plen < k.mv_size))
+                    ordered++;
+                pk = k;
+                if (mdb_get(txn, dbi, &pk, &g) == 0)
+                    found++;
+                if (k.mv_size <= sizeof(prev)) {
+                    memcpy(prev, k.mv_data, k.mv_size);
+                    plen = k.mv_size;
+                }
             }
+            mdb_cursor_close(cur);
         }
-        mdb_cursor_close(cur);
         mdb_txn_abort(txn);
         mdb_env_close(env);
-        is_uint(s.counters, keys, "LMDB walks every counter");
+        is_uint(s.counters, entries, "LMDB walks every counter");
         is_uint(keys, ordered, "each after the one before, in memcmp order");
         is_uint(keys, found, "and finds each by a lookup");
+    }
+
+    /* A store of format 1 (no now database: every window in the counts
+     * database) is read as it is by a read-only handle, and upgraded by
+     * a read-write open, its counts kept where they are. */
+    {
+        static const uint32_t widths[3] = { 60, 300, 3600 };
+        static const uint8_t masks[3] = { 16, 24, 32 };
+        struct ina_conf *c1 = test_conf("v1", NULL);
+        struct ina_cidr h = test_addr("198.51.100.7");
+        uint64_t val[INA_NEVENTS] = { 5, 0, 1 }, legacy = 0;
+        uint8_t key[14];
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi meta, counts, nd;
+        MDB_val k, v;
+        uint32_t version = 1, win;
+        size_t wi, mi;
+
+        st2 = test_open(c1);
+        ina_store_close(st2);
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
+            || mdb_env_open(env, c1->store, 0, 0660) != 0
+            || mdb_txn_begin(env, NULL, 0, &txn) != 0
+            || mdb_dbi_open(txn, "meta", 0, &meta) != 0
+            || mdb_dbi_open(txn, "counts", 0, &counts) != 0
+            || mdb_dbi_open(txn, "now", 0, &nd) != 0
+            || mdb_drop(txn, nd, 1) != 0)
+            bail("cannot open the store with LMDB directly");
+        k.mv_data = (void *) "format";
+        k.mv_size = 6;
+        v.mv_data = &version;
+        v.mv_size = sizeof(version);
+        if (mdb_put(txn, meta, &k, &v, 0) != 0)
+            bail("cannot write the format record");
+        /* 5 connections and 1 rejection of 198.51.100.7 in the current
+         * window of each width, at each granularity, as format 1 kept
+         * them. */
+        for (wi = 0; wi < 3; wi++)
+            for (mi = 0; mi < 3; mi++) {
+                win = (uint32_t) (now / widths[wi]);
+                be_put(key, widths[wi], 4);
+                be_put(key + 4, win, 4);
+                key[8] = 4;
+                key[9] = masks[mi];
+                memcpy(key + 10, h.addr, 4);
+                cidr_mask(key + 10, 4, masks[mi]);
+                k.mv_data = key;
+                k.mv_size = sizeof(key);
+                v.mv_data = val;
+                v.mv_size = sizeof(val);
+                if (mdb_put(txn, counts, &k, &v, 0) != 0)
+                    bail("cannot write a counter");
+            }
+        if (mdb_txn_commit(txn) != 0)
+            bail("cannot commit");
+        mdb_env_close(env);
+
+        rc = ina_store_open(c1, INA_STORE_RDONLY, &ro, err, sizeof(err));
+        is_int(0, rc, "format 1: a read-only open reads it");
+        if (rc == 0) {
+            ina_store_set_clock(ro, test_clock, &now);
+            is_uint(5, q(ro, INA_CONNECTION, "60,10", "198.51.100.7", 0, 0),
+                    "...a host's 5 connections");
+            is_uint(5, q(ro, INA_CONNECTION, "3600,24", "198.51.0.0/16", 0,
+                         0), "...and its /16's, by a range");
+            ina_store_close(ro);
+        }
+        st2 = test_open(c1);
+        ina_store_set_clock(st2, test_clock, &now);
+        is_int(0, ina_store_stat(st2, &s), "a read-write open upgrades it");
+        is_uint(2, s.format_version, "...to format 2");
+        is_uint(5, q(st2, INA_CONNECTION, "60,10", "198.51.100.7", 0, 0),
+                "the host still counts 5");
+        rec(st2, INA_CONNECTION, "198.51.100.7", 2);
+        is_int(0, ina_flush(st2), "2 more, flushed");
+        is_uint(7, q(st2, INA_CONNECTION, "60,10", "198.51.100.7", 0, 0),
+                "a point query adds format 1's 5 and the now record's 2");
+        is_uint(7, q(st2, INA_CONNECTION, "300,12", "198.51.100.0/24", 0,
+                     0), "...a /24's too");
+        is_uint(7, q(st2, INA_CONNECTION, "60,10", "198.51.0.0/16", 0, 0),
+                "...and a range over the /24s");
+        is_uint(1, q(st2, INA_REJECTION, "3600,24", "198.51.100.7", 0, 0),
+                "...and the rejection");
+        now += 60;
+        rec(st2, INA_CONNECTION, "198.51.100.7", 1);
+        is_int(0, ina_flush(st2), "a minute on, 1 more");
+        is_uint(1, q(st2, INA_CONNECTION, "60,10", "198.51.100.7", 0, 0),
+                "the new minute counts 1");
+        is_uint(7, q(st2, INA_CONNECTION, "60,10", "198.51.100.7", 1, 1),
+                "the one before still 7");
+        is_uint(8, q(st2, INA_CONNECTION, "3600,24", "198.51.100.7", 0, 0),
+                "the hour 8");
+        ina_store_close(st2);
+        /* Read with LMDB directly once no handle holds the store (one
+         * environment a process). */
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
+            || mdb_env_open(env, c1->store, MDB_RDONLY, 0660) != 0
+            || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0
+            || mdb_dbi_open(txn, "meta", 0, &meta) != 0)
+            bail("cannot open the store with LMDB directly");
+        k.mv_data = (void *) "legacy_time";
+        k.mv_size = 11;
+        if (mdb_get(txn, meta, &k, &v) == 0 && v.mv_size == sizeof(legacy))
+            memcpy(&legacy, v.mv_data, sizeof(legacy));
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        ok(legacy >= ((uint64_t) now / 3600 + 1) * 3600,
+           "...noting that format 1 wrote windows up to the end of the "
+           "current hour");
+        ina_conf_free(c1);
     }
 
     /* A bad format version is refused with advice. */

@@ -286,6 +286,23 @@ tree(const struct ina_conf *conf, const char *host)
         k.mv_size = sizeof(key);
         if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size >= sizeof(cnt))
             memcpy(&cnt, v.mv_data, sizeof(cnt));
+        /* And the host's now record: its 60 s entry, if of this window
+         * (width, window, then the counts: u32, u32, u64 each). */
+        if (mdb_dbi_open(txn, "now", 0, &dbi) != 0)
+            _exit(255);
+        k.mv_data = key + 8;
+        k.mv_size = sizeof(key) - 8;
+        if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size % 32 == 0)
+            for (i = 0; (size_t) i < v.mv_size / 32; i++) {
+                uint32_t ew, en;
+                uint64_t x;
+
+                memcpy(&ew, (uint8_t *) v.mv_data + 32 * i, 4);
+                memcpy(&en, (uint8_t *) v.mv_data + 32 * i + 4, 4);
+                memcpy(&x, (uint8_t *) v.mv_data + 32 * i + 8, 8);
+                if (ew == 60 && en == win)
+                    cnt += x;
+            }
         mdb_txn_abort(txn);
         mdb_env_close(env);
         _exit(cnt < 255 ? (int) cnt : 254);
