@@ -360,7 +360,13 @@ store_hist_add(MDB_cursor *hc, const struct nent *e, const uint8_t *pkey,
  * to the counts database (hc) and replaced; an event older than its
  * width's entry (the clock stepped back) is added there instead.  The
  * entries of widths this handle does not count (another configuration
- * on the same store) are kept, while they fit. */
+ * on the same store) are kept; a record holds NENT_MAX entries at most,
+ * and a width that finds no room goes to the counts database.
+ *
+ * So the counts database holds a window of a prefix's width only where
+ * the record's entry of that width is newer or missing (or the window
+ * is from before an upgrade from format 1): what lets a point query of
+ * the entry's own window read one database (store_point). */
 
 int
 store_now_add(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
@@ -409,17 +415,20 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
     /* Both ascend by width. */
     for (i = j = 0; i < no || j < n;) {
         if (j == n || (i < no && old[i].width < add[j].width)) {
-            /* Another configuration's width: kept if there is room for
-             * this handle's entries still to come, else moved. */
-            if (m + (n - j) < NENT_MAX)
-                out[m++] = old[i];
-            else if ((rc = store_hist_add(hc, &old[i], pkey, pklen)) != 0)
-                return rc;
-            i++;
+            /* Another configuration's width: kept. */
+            out[m++] = old[i++];
             continue;
         }
         if (i == no || add[j].width < old[i].width) {
-            out[m++] = add[j++];
+            /* A width the record has no entry of yet: one if there is
+             * room beside the entries still to come, else the counts go
+             * to the counts database (where, with no entry of the width,
+             * every query looks). */
+            if (m + (no - i) < NENT_MAX)
+                out[m++] = add[j];
+            else if ((rc = store_hist_add(hc, &add[j], pkey, pklen)) != 0)
+                return rc;
+            j++;
             continue;
         }
         if (old[i].win == add[j].win) {
