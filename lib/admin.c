@@ -134,11 +134,18 @@ expire_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 
     a->more = 0;
     a->removed = 0;
-    for (i = 0; i < st->nwidths; i++) {
-        st->widths[i].clean = 0;
-        rc = store_expire_width(st, txn, i,
-                                (uint32_t) (now / st->widths[i].width),
-                                ADMIN_EXPIRE_CHUNK - done, &done);
+    /* Each width's old windows, then (i == nwidths) the now database's
+     * entries of windows no monitor keeps, of any width. */
+    for (i = 0; i <= st->nwidths; i++) {
+        if (i < st->nwidths) {
+            st->widths[i].clean = 0;
+            rc = store_expire_width(st, txn, i,
+                                    (uint32_t) (now / st->widths[i].width),
+                                    ADMIN_EXPIRE_CHUNK - done, &done);
+        } else {
+            rc = store_expire_now(st, txn, now, ADMIN_EXPIRE_CHUNK - done, 1,
+                                  &done);
+        }
         if (rc == MDB_INCOMPATIBLE) {
             a->more = 1;
             a->removed = done;
@@ -147,16 +154,6 @@ expire_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         if (rc != 0)
             return rc;
     }
-    /* The now database's entries of windows no monitor keeps, of any
-     * width. */
-    rc = store_expire_now(st, txn, now, ADMIN_EXPIRE_CHUNK - done, 1, &done);
-    if (rc == MDB_INCOMPATIBLE) {
-        a->more = 1;
-        a->removed = done;
-        return 0;
-    }
-    if (rc != 0)
-        return rc;
     if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
         return rc;
     rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
@@ -841,7 +838,8 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
             goto out;
         rc = mdb_cursor_get(cc, &k, &v, MDB_NEXT);
     }
-    if (rc != MDB_NOTFOUND || (rc = store_read_cursor(st, STORE_RNOW, &nc)) != 0)
+    if (rc != MDB_NOTFOUND
+        || (rc = store_read_cursor(st, STORE_RNOW, &nc)) != 0)
         goto out;
     /* Then each prefix's newest windows: a counter of the same key as
      * one above is the rest of its count. */
@@ -1137,7 +1135,8 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
         key.mv_size = 2;
         rc = mdb_cursor_get(nc, &key, &v, MDB_SET_RANGE);
         while (rc == 0) {
-            if (key.mv_size != 2 + alen || memcmp(key.mv_data, pfx + 8, 2) != 0)
+            if (key.mv_size != 2 + alen
+                || memcmp(key.mv_data, pfx + 8, 2) != 0)
                 break;
             if (store_now_entry(&v, mon->width, &e) && e.win == cur - wi) {
                 x = e.d[ev];
