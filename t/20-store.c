@@ -547,6 +547,54 @@ main(void)
         ina_conf_free(c1);
     }
 
+    /* A record holds 32 entries: a configuration whose width finds it
+     * full of another's still counts exactly (in the counts database,
+     * where a point query looks when the record has no entry of its
+     * width). */
+    {
+        char body[2048];
+        struct ina_conf *cw, *cn;
+        struct ina_store *sw, *sn;
+        size_t len, k;
+
+        len = (size_t) snprintf(body, sizeof(body), "monitors = {");
+        for (k = 0; k < 32; k++)
+            len += (size_t) snprintf(body + len, sizeof(body) - len,
+                                     "%s\"%u,1\"", k ? ", " : "",
+                                     (unsigned) (61 + k));
+        snprintf(body + len, sizeof(body) - len,
+                 "}\nipv4_prefixes = {32}\nipv6_prefixes = {}\n"
+                 "flush_delay = 0\n");
+        cw = test_conf("room", body);
+        cn = test_conf("room", "monitors = {\"60,1\"}\n"
+                               "ipv4_prefixes = {32}\nipv6_prefixes = {}\n"
+                               "flush_delay = 0\n");
+        sw = test_open(cw);
+        sn = test_open(cn);
+        ina_store_set_clock(sw, test_clock, &now);
+        ina_store_set_clock(sn, test_clock, &now);
+        rec(sw, INA_CONNECTION, "192.0.2.9", 4);
+        is_uint(4, q(sw, INA_CONNECTION, "92,1", "192.0.2.9", 0, 0),
+                "32 widths: the host's record holds them all");
+        rec(sn, INA_CONNECTION, "192.0.2.9", 5);
+        is_uint(5, q(sn, INA_CONNECTION, "60,1", "192.0.2.9", 0, 0),
+                "a 33rd width finds no room and still counts 5");
+        rec(sn, INA_CONNECTION, "192.0.2.9", 2);
+        is_uint(7, q(sn, INA_CONNECTION, "60,1", "192.0.2.9", 0, 0),
+                "...and 7 after 2 more");
+        is_uint(4, q(sw, INA_CONNECTION, "61,1", "192.0.2.9", 0, 0),
+                "the other configuration's widths keep their 4");
+        rec(sw, INA_CONNECTION, "192.0.2.9", 1);
+        is_uint(5, q(sw, INA_CONNECTION, "92,1", "192.0.2.9", 0, 0),
+                "...and add to them: 5 at its widest");
+        is_uint(7, q(sn, INA_CONNECTION, "60,1", "192.0.2.9", 0, 0),
+                "while the 33rd keeps 7");
+        ina_store_close(sn);
+        ina_store_close(sw);
+        ina_conf_free(cn);
+        ina_conf_free(cw);
+    }
+
     /* A bad format version is refused with advice. */
     {
         MDB_env *env;
