@@ -630,6 +630,8 @@ struct local_iter {
     int have;
 };
 
+/* litem_cmp - the counts database's key order, for the gathered entries */
+
 static int
 litem_cmp(const void *a, const void *b)
 {
