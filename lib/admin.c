@@ -111,6 +111,9 @@ admin_inside(const struct ina_cidr *p, const struct ina_cidr *b)
 struct expire_arg {
     uint64_t removed;
     int more;
+    /* The now database's sweep is done: in a committed chunk (now_done),
+     * in the chunk under way (now_txn, kept once it commits). */
+    int now_done, now_txn;
 };
 
 /* expire_txn - one bounded chunk of ina_expire()
@@ -134,17 +137,22 @@ expire_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 
     a->more = 0;
     a->removed = 0;
+    a->now_txn = a->now_done;
     /* Each width's old windows, then (i == nwidths) the now database's
-     * entries of windows no monitor keeps, of any width. */
+     * entries of windows no monitor keeps, of any width: once, not again
+     * in each chunk the counts database's other widths take below. */
     for (i = 0; i <= st->nwidths; i++) {
         if (i < st->nwidths) {
             st->widths[i].clean = 0;
             rc = store_expire_width(st, txn, i,
                                     (uint32_t) (now / st->widths[i].width),
                                     ADMIN_EXPIRE_CHUNK - done, &done);
-        } else {
+        } else if (!a->now_txn) {
             rc = store_expire_now(st, txn, now, ADMIN_EXPIRE_CHUNK - done, 1,
                                   &done);
+            a->now_txn = rc == 0;
+        } else {
+            rc = 0;
         }
         if (rc == MDB_INCOMPATIBLE) {
             a->more = 1;
@@ -214,9 +222,11 @@ ina_expire(struct ina_store *st, uint64_t *removed)
         return rc;
     /* The handle's own pending events first. */
     (void) batch_flush(st);
+    memset(&a, 0, sizeof(a));
     do {
         if ((rc = store_write(st, expire_txn, &a)) != 0)
             break;
+        a.now_done = a.now_txn;
         total += a.removed;
     } while (a.more);
     store_leave(st);
@@ -552,6 +562,7 @@ clear_txn(struct ina_store *st, MDB_txn *txn, void *argp)
 {
     struct clear_arg *a = argp;
     MDB_stat s;
+    uint64_t n;
     int rc;
 
     a->removed = 0;
@@ -563,9 +574,9 @@ clear_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         if ((rc = mdb_stat(txn, st->env->sessions, &s)) != 0)
             return rc;
         a->removed += s.ms_entries;
-        a->removed += store_meta_u64(txn, st->env->meta, "now_entries");
-        st->now_delta = -(int64_t) store_meta_u64(txn, st->env->meta,
-                                                   "now_entries");
+        n = store_meta_u64(txn, st->env->meta, "now_entries");
+        a->removed += n;
+        st->now_delta = -(int64_t) n;
         if ((rc = mdb_drop(txn, st->env->counts, 0)) != 0
             || (rc = mdb_drop(txn, st->env->now, 0)) != 0
             || (rc = mdb_drop(txn, st->env->sessions, 0)) != 0

@@ -714,10 +714,11 @@ pset_reserve(struct pset *set, size_t n)
  *
  * The prefixes are sorted once, by integer words built in one pass over
  * a dense array (sorting pointers into a hash table costs a cache miss
- * per comparison); then each width, in ascending order, gets them in
- * its window of that time, so the cursor only moves forward and
- * neighbouring keys share the descent and the copied pages.  Equal keys
- * (one prefix in two slots) are added one after the other. */
+ * per comparison); then each gets its now record (store_now_add: every
+ * width's window of that time in one put), in key order, so the cursor
+ * only moves forward and neighbouring keys share the descent and the
+ * copied pages.  Equal keys (one prefix in two slots) are added one
+ * after the other. */
 
 static int
 dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,

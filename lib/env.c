@@ -282,11 +282,7 @@ env_upgrade(MDB_txn *txn, struct env *e)
     mdb_cursor_close(c);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    k.mv_data = (void *) "legacy_time";
-    k.mv_size = 11;
-    v.mv_data = &legacy;
-    v.mv_size = sizeof(legacy);
-    if ((rc = mdb_put(txn, e->meta, &k, &v, 0)) != 0)
+    if ((rc = store_meta_put_u64(txn, e->meta, "legacy_time", legacy)) != 0)
         return rc;
     k.mv_data = (void *) "format";
     k.mv_size = 6;
@@ -360,11 +356,7 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
     if (upgrade && (rc = env_upgrade(txn, e)) != 0)
         goto fail;
     e->has_now = 0;
-    e->legacy_time = 0;
-    k.mv_data = (void *) "legacy_time";
-    k.mv_size = 11;
-    if (mdb_get(txn, e->meta, &k, &v) == 0 && v.mv_size == sizeof(uint64_t))
-        memcpy(&e->legacy_time, v.mv_data, sizeof(uint64_t));
+    e->legacy_time = store_meta_u64(txn, e->meta, "legacy_time");
     if (!rdonly_v1) {
         if ((rc = mdb_dbi_open(txn, "now", cflag, &e->now)) != 0
             || (rc = mdb_set_compare(txn, e->now, env_key_cmp)) != 0)

@@ -260,6 +260,7 @@ int store_read_begin(struct ina_store *st, MDB_txn **txn);
 #define STORE_RCOUNTS 0
 #define STORE_RSESSIONS 1
 #define STORE_RNOW 2
+#define STORE_RALL ((1u << 3) - 1)  /* rlive: each of the three renewed */
 int store_read_cursor(struct ina_store *st, int which, MDB_cursor **cur);
 int store_read_sessions(struct ina_store *st, MDB_cursor **cur);
 void store_read_end(struct ina_store *st);

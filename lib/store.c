@@ -455,8 +455,9 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
     v.mv_data = out;
     v.mv_size = m * sizeof(out[0]);
     st->now_delta += (int64_t) m - (int64_t) no;
-    /* MDB_CURRENT only in place: LMDB 0.9's MDB_CURRENT of another size
-     * can lose a neighbouring key (seen here on Debian 12's 0.9.24). */
+    /* MDB_CURRENT only in place; a value of another size is put by key,
+     * as everywhere the now database's values change size (the puts of
+     * store_expire_now and clear_take_now in admin.c say why). */
     return mdb_cursor_put(nc, &k, &v, m == no ? MDB_CURRENT : 0);
 }
 
@@ -612,7 +613,7 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
                         || (rc = mdb_cursor_open(st->rtxn, st->env->now,
                                                  &st->rcur[STORE_RNOW]))
                                == 0)) {
-                    st->rlive = 7;
+                    st->rlive = STORE_RALL;
                     *txn = st->rtxn;
                     return 0;
                 }

@@ -4,7 +4,7 @@
  * from a new random source, half IPv4, half IPv6), for two layouts of
  * the counts database, written with LMDB directly:
  *
- *   per width:        a key per width and granularity, as the store has
+ *   per width:        a key per width and granularity, as format 1 has
  *                     it (width | window | family | mask | address), its
  *                     value the three event counts: 9 keys an event;
  *   per granularity:  a key per granularity under the coarsest width's
