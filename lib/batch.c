@@ -107,6 +107,9 @@
  * halves as its transactions grow fourfold. */
 #define PEND_SLOTS_MIN 4096u
 #define PEND_SLOTS_MAX 524288u
+/* A table at least this fraction full is read and cleared whole, in
+ * order, rather than slot by slot through its claim list. */
+#define PEND_SCAN_FRACTION 8u
 /* Each epoch's table of buffered sessions has a sixteenth as many. */
 #define PEND_SESSION_SHIFT 4
 /* Bytes of the file per slot of each table: the slot and its list entry,
@@ -187,10 +190,10 @@ struct ptab {
 struct pset {
     struct ptab t[PSET_MAX];
     size_t n;
-    struct pend *dense;        /* what an apply sorts, reused */
-    struct pend *sorted;       /* ... and the same in order */
-    struct pitem *item;
-    size_t dcap;
+    struct pitem *item;        /* what an apply sorts, reused */
+    struct pitem *tmp;         /* pitem_sort's scratch */
+    size_t *cnt;               /* ... and its counters */
+    size_t icap;               /* items item and tmp hold */
 };
 
 /* The shared pending file: a header, two tables of slots, then each
@@ -666,21 +669,119 @@ pitem_intro(struct pitem *a, size_t n, unsigned depth)
     pitem_insertion(a, n);
 }
 
-/* pitem_sort - sort prefixes into the order of their counter keys
- *
- * An introsort with the comparison inlined: qsort's merge sort through a
- * comparison function cost 2.5 times as much on a flush's 100k-300k
- * items. */
+/* Items below which pitem_sort does not partition: a partition's
+ * counters cost about what an introsort of that many does. */
+#define PITEM_RADIX_MIN 8192u
 
-void
-pitem_sort(struct pitem *a, size_t n)
+/* pitem_depth - introsort's depth budget for n items: twice log2(n) */
+
+static unsigned
+pitem_depth(size_t n)
 {
     unsigned depth = 0;
-    size_t m;
 
-    for (m = n; m > 1; m >>= 1)
+    for (; n > 1; n >>= 1)
         depth += 2;
-    pitem_intro(a, n, depth);
+    return depth;
+}
+
+/* pitem_part - move n items from one array to another, in the order of
+ * 16 bits of their first word (from bit shift up), each bucket's items
+ * in the order they came (cnt: PITEM_BUCKETS + 1 counters) */
+
+static void
+pitem_part(const struct pitem *from, struct pitem *to, size_t n,
+           unsigned shift, size_t *cnt)
+{
+    size_t i, b;
+
+    memset(cnt, 0, (PITEM_BUCKETS + 1) * sizeof(*cnt));
+    for (i = 0; i < n; i++)
+        cnt[((from[i].k0 >> shift) & (PITEM_BUCKETS - 1)) + 1]++;
+    for (b = 0; b < PITEM_BUCKETS; b++)
+        cnt[b + 1] += cnt[b];
+    for (i = 0; i < n; i++)
+        to[cnt[(from[i].k0 >> shift) & (PITEM_BUCKETS - 1)]++] = from[i];
+}
+
+/* pitem_run - the end of the run of items from s on whose first words
+ * agree above bit shift */
+
+static size_t
+pitem_run(const struct pitem *a, size_t s, size_t n, unsigned shift)
+{
+    uint64_t top = a[s].k0 >> shift;
+    size_t e = s + 1;
+
+    while (e < n && a[e].k0 >> shift == top)
+        e++;
+    return e;
+}
+
+/* pitem_sort - sort prefixes into the order of their counter keys
+ *
+ * A flush's 100k-400k items are first partitioned by the first word's
+ * top 16 bits (family and mask length), then each large group by the
+ * next 16 (the address's first two bytes), into tmp and back; then each
+ * bucket, a few items unless the addresses crowd into one /16, gets an
+ * introsort with the comparison inlined.  The introsort alone cost four
+ * times as much on a flush of random addresses, and qsort's merge sort
+ * through a comparison function ten times.  tmp (n items) and cnt
+ * (PITEM_BUCKETS + 1) are scratch; with tmp NULL the introsort does it
+ * all. */
+
+void
+pitem_sort(struct pitem *a, size_t n, struct pitem *tmp, size_t *cnt)
+{
+    size_t s, e, bs, be;
+
+    if (tmp == NULL || cnt == NULL || n < PITEM_RADIX_MIN) {
+        pitem_intro(a, n, pitem_depth(n));
+        return;
+    }
+    pitem_part(a, tmp, n, 48, cnt);
+    for (s = 0; s < n; s = e) {
+        e = pitem_run(tmp, s, n, 48);
+        if (e - s < PITEM_RADIX_MIN) {
+            memcpy(a + s, tmp + s, (e - s) * sizeof(*a));
+            pitem_intro(a + s, e - s, pitem_depth(e - s));
+            continue;
+        }
+        pitem_part(tmp + s, a + s, e - s, 32, cnt);
+        for (bs = s; bs < e; bs = be) {
+            be = pitem_run(a, bs, e, 32);
+            if (be - bs > 1)
+                pitem_intro(a + bs, be - bs, pitem_depth(be - bs));
+        }
+    }
+}
+
+/* pitem_make - an item of a prefix key (2 to PKEY_MAX bytes) and its
+ * deltas */
+
+static void
+pitem_make(struct pitem *it, const uint8_t *key, size_t klen,
+           const uint64_t *d)
+{
+    uint8_t w[24];
+
+    memset(w, 0, sizeof(w));
+    memcpy(w, key, klen);
+    it->k0 = be_get(w, 8);
+    it->k1 = be_get(w + 8, 8);
+    it->k2 = (uint32_t) be_get(w + 16, 2) << 16 | (uint32_t) klen;
+    memcpy(it->d, d, sizeof(it->d));
+}
+
+/* pitem_key - an item's prefix key; returns its length */
+
+static size_t
+pitem_key(const struct pitem *it, uint8_t key[24])
+{
+    be_put(key, it->k0, 8);
+    be_put(key + 8, it->k1, 8);
+    be_put(key + 16, it->k2 >> 16, 2);
+    return it->k2 & 0xffffu;
 }
 
 /* pset_reserve - room for n prefixes in a collection's apply arrays */
@@ -688,67 +789,56 @@ pitem_sort(struct pitem *a, size_t n)
 static int
 pset_reserve(struct pset *set, size_t n)
 {
-    struct pend *d;
     struct pitem *it;
-    size_t cap = set->dcap ? set->dcap : 1024;
+    size_t cap = set->icap ? set->icap : 1024;
 
-    if (n <= set->dcap)
+    if (set->cnt == NULL
+        && (set->cnt = malloc((PITEM_BUCKETS + 1) * sizeof(*set->cnt)))
+               == NULL)
+        return ENOMEM;
+    if (n <= set->icap)
         return 0;
     while (cap < n)
         cap *= 2;
-    if ((d = realloc(set->dense, cap * sizeof(*d))) == NULL)
-        return ENOMEM;
-    set->dense = d;
-    if ((d = realloc(set->sorted, cap * sizeof(*d))) == NULL)
-        return ENOMEM;
-    set->sorted = d;
     if ((it = realloc(set->item, cap * sizeof(*it))) == NULL)
         return ENOMEM;
     set->item = it;
-    set->dcap = cap;
+    if ((it = realloc(set->tmp, cap * sizeof(*it))) == NULL)
+        return ENOMEM;
+    set->tmp = it;
+    set->icap = cap;
     return 0;
 }
 
-/* dense_apply - add n prefixes (set->dense) in one transaction, all in
+/* items_apply - add n prefixes (set->item) in one transaction, all in
  * the windows of one time
  *
- * The prefixes are sorted once, by integer words built in one pass over
- * a dense array (sorting pointers into a hash table costs a cache miss
- * per comparison); then each gets its now record (store_now_add: every
- * width's window of that time in one put), in key order, so the cursor
- * only moves forward and neighbouring keys share the descent and the
- * copied pages.  Equal keys (one prefix in two slots) are added one
- * after the other. */
+ * The prefixes are sorted once, as integer words (pitem_sort); then
+ * each gets its now record (store_now_add: every width's window of that
+ * time in one put), in key order, so the cursor only moves forward and
+ * neighbouring keys share the descent and the copied pages.  Equal keys
+ * (one prefix in two slots) are added one after the other. */
 
 static int
-dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
+items_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
             int64_t time)
 {
-    uint8_t w[24];
-    const struct pend *p;
+    uint8_t key[24];
     struct pitem *it = set->item;
     MDB_cursor *c, *nc;
-    size_t i, m = 0;
+    size_t i, m = 0, klen;
     int rc = 0, level;
 
     if (n == 0)
         return 0;
     level = store_level(st, txn);
     for (i = 0; i < n; i++) {
-        p = &set->dense[i];
-        if (batch_skipped(st, level, p->key))
-            continue;
-        memset(w, 0, sizeof(w));
-        memcpy(w, p->key, p->klen);
-        it[m].k0 = be_get(w, 8);
-        it[m].k1 = be_get(w + 8, 8);
-        it[m].k2 = (uint32_t) be_get(w + 16, 2) << 16 | p->klen;
-        it[m++].i = (uint32_t) i;
+        key[0] = (uint8_t) (it[i].k0 >> 56);
+        key[1] = (uint8_t) (it[i].k0 >> 48);
+        if (!batch_skipped(st, level, key))
+            it[m++] = it[i];
     }
-    pitem_sort(it, m);
-    /* In sorted order, once, so that the passes read it in sequence. */
-    for (i = 0; i < m; i++)
-        set->sorted[i] = set->dense[it[i].i];
+    pitem_sort(it, m, set->tmp, set->cnt);
     if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0)
         return rc;
     if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0) {
@@ -757,8 +847,8 @@ dense_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
     }
     /* One put a prefix, every width's window in it (store_now_add). */
     for (i = 0; i < m && rc == 0; i++) {
-        p = &set->sorted[i];
-        rc = store_now_add(st, nc, c, p->key, p->klen, time, p->d);
+        klen = pitem_key(&it[i], key);
+        rc = store_now_add(st, nc, c, key, klen, time, it[i].d);
     }
     mdb_cursor_close(c);
     mdb_cursor_close(nc);
@@ -771,6 +861,7 @@ static int
 ptab_apply(struct ina_store *st, MDB_txn *txn, struct pset *set,
            const struct ptab *t)
 {
+    const struct pend *p;
     size_t i;
     int rc;
 
@@ -778,9 +869,11 @@ ptab_apply(struct ina_store *st, MDB_txn *txn, struct pset *set,
         return 0;
     if ((rc = pset_reserve(set, t->used)) != 0)
         return rc;
-    for (i = 0; i < t->used; i++)
-        set->dense[i] = t->tab[t->slot[i]];
-    return dense_apply(st, txn, set, t->used, t->time);
+    for (i = 0; i < t->used; i++) {
+        p = &t->tab[t->slot[i]];
+        pitem_make(&set->item[i], p->key, p->klen, p->d);
+    }
+    return items_apply(st, txn, set, t->used, t->time);
 }
 
 /* batch_meta_get - a journal's applied tail from the meta database */
@@ -896,13 +989,13 @@ pset_free(struct pset *set)
     for (i = 0; i < PSET_MAX; i++)
         ptab_free(&set->t[i]);
     set->n = 0;
-    free(set->dense);
-    free(set->sorted);
     free(set->item);
-    set->dense = NULL;
-    set->sorted = NULL;
+    free(set->tmp);
+    free(set->cnt);
     set->item = NULL;
-    set->dcap = 0;
+    set->tmp = NULL;
+    set->cnt = NULL;
+    set->icap = 0;
 }
 
 /* journal_applied - the tail a snapshot stores for a journal */
@@ -1725,7 +1818,8 @@ pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
                         klen, ev, n);
 }
 
-/* slots_clear - empty the claimed slots of a table */
+/* slots_clear - empty the claimed slots of a table (all of it when
+ * PEND_SCAN_FRACTION full: one pass in order costs less) */
 
 static void
 slots_clear(uint8_t *tab, size_t size, const uint32_t *list,
@@ -1733,7 +1827,7 @@ slots_clear(uint8_t *tab, size_t size, const uint32_t *list,
 {
     uint64_t used = __atomic_load_n(usedp, __ATOMIC_RELAXED), j;
 
-    if (used >= slots)
+    if (used >= slots / PEND_SCAN_FRACTION)
         memset(tab, 0, slots * size);
     else
         for (j = 0; j < used; j++)
@@ -1894,12 +1988,15 @@ seen_forget(struct batch *b, const uint32_t *list, uint64_t m,
     }
 }
 
-/* pend_gather - copy an epoch's table into a collection's dense array
+/* pend_gather - copy an epoch's table into a collection's items
  *
  * After flush_wait no writer adds to it.  Each claimed slot is taken
- * once: the claim list may name a slot twice, or one never claimed, and
- * past the list's end every slot is read.  The counts must sum to sums,
- * what the journals say the epoch added; else FLUSH_JOURNALS. */
+ * once: the claim list may name a slot twice, or one never claimed.  A
+ * table an eighth full or more is read whole, in order, rather than
+ * through the list (and past the list's end it must be): a slot not
+ * claimed is empty, and the list's order costs a cache miss a slot.
+ * The counts must sum to sums, what the journals say the epoch added;
+ * else FLUSH_JOURNALS. */
 
 static int
 pend_gather(struct batch *b, unsigned ti, struct pset *set,
@@ -1907,36 +2004,34 @@ pend_gather(struct batch *b, unsigned ti, struct pset *set,
 {
     const struct pslot *tab = pend_table(b, ti), *s;
     const uint32_t *list = pend_list(b, ti);
-    uint64_t slots = b->ph->slots, got[INA_NEVENTS] = { 0 }, j, k, m, v;
+    uint64_t slots = b->ph->slots, got[INA_NEVENTS] = { 0 }, j, k, m;
     uint64_t used = __atomic_load_n(&b->ph->tab[ti].used, __ATOMIC_ACQUIRE);
-    int whole = used >= slots, e, rc;
-    struct pend *p;
+    uint64_t d[INA_NEVENTS];
+    int whole = used >= slots / PEND_SCAN_FRACTION, e, rc;
     size_t n = 0;
 
     m = whole ? slots : used;
-    if ((rc = pset_reserve(set, (size_t) m)) != 0
+    if ((rc = pset_reserve(set, (size_t) (used < slots ? used : slots)))
+            != 0
         || (!whole && (rc = seen_reserve(b, slots)) != 0))
         return rc;
     for (j = 0; j < m; j++) {
-        k = claimed(list, used, slots, j);
+        k = whole ? j : claimed(list, used, slots, j);
         if (!whole && !seen_first(b, (size_t) k))
             continue;
         s = &tab[k];
         if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 2)
             continue;
-        if (s->klen < 2 || s->klen > PKEY_MAX) {
+        if (s->klen < 2 || s->klen > PKEY_MAX || n >= set->icap) {
             rc = FLUSH_JOURNALS;
             break;
         }
-        p = &set->dense[n++];
-        p->klen = s->klen;
-        memcpy(p->key, s->key, s->klen);
         for (e = 0; e < INA_NEVENTS; e++) {
-            v = __atomic_load_n(&s->d[e], __ATOMIC_RELAXED);
-            p->d[e] = v;
-            if (__builtin_add_overflow(got[e], v, &got[e]))
+            d[e] = __atomic_load_n(&s->d[e], __ATOMIC_RELAXED);
+            if (__builtin_add_overflow(got[e], d[e], &got[e]))
                 rc = FLUSH_JOURNALS;
         }
+        pitem_make(&set->item[n++], s->key, s->klen, d);
     }
     if (!whole)
         seen_forget(b, list, m, slots);
@@ -2025,9 +2120,9 @@ flush_collect(struct ina_store *st, MDB_txn *txn, struct batch *b,
         }
         if (rc == 0 && pass == 0)
             rc = pend_gather(b, (unsigned) (upto & 1), &b->merge, sums, &n);
-        /* Applied now: pass 1 may use the dense array (pset_table). */
+        /* Applied now: pass 1 may use the items (pset_table). */
         if (rc == 0 && pass == 0 && !a->drop)
-            rc = dense_apply(st, txn, &b->merge, n,
+            rc = items_apply(st, txn, &b->merge, n,
                              __atomic_load_n(&b->ph->tab[upto & 1].time,
                                              __ATOMIC_RELAXED));
     }

@@ -336,13 +336,17 @@ struct batch;
 
 /* A prefix in apply order: its key as big-endian words (zero-padded, the
  * length last), so that sorting compares integers in the order of the
- * counter keys, and the index of its entry in a dense array. */
+ * counter keys, and its deltas, so that an apply reads nothing else. */
 struct pitem {
     uint64_t k0, k1;
-    uint32_t k2, i;
+    uint64_t d[INA_NEVENTS];
+    uint32_t k2;
 };
 
-void pitem_sort(struct pitem *a, size_t n);
+/* The buckets of pitem_sort's partitions: 16 bits of the first word. */
+#define PITEM_BUCKETS 65536u
+
+void pitem_sort(struct pitem *a, size_t n, struct pitem *tmp, size_t *cnt);
 
 int batch_record(struct ina_store *st, enum ina_event ev,
                  const struct ina_cidr *addr, uint64_t n);

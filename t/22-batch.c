@@ -355,54 +355,82 @@ pitem_order(const void *a, const void *b)
 
 /* sort_check - pitem_sort against qsort on inputs of every shape: random
  * (with ties in the first words, as IPv6 keys of one /48 have), sorted,
- * reversed, all equal, few distinct; every length up to 40, then large */
+ * reversed, all equal, few distinct; then as a flush's are, a few
+ * families and masks in the top 16 bits with random addresses after
+ * them, and the same crowded into one /16 (a bucket introsort sorts
+ * whole); every length up to 40, then large, and each with and without
+ * the partitions' scratch.  The deltas travel with their keys. */
 
 static void
 sort_check(void)
 {
-    static const size_t big[] = { 1000, 100000 };
-    size_t n, i, sizes[42], nsizes = 0, bad = 0, runs = 0;
-    struct pitem *a, *r;
+    static const size_t big[] = { 1000, 9000, 100000 };
+    static const uint64_t top[] = { 0x0420, 0x0418, 0x0410, 0x0680,
+                                    0x0640, 0x0630 };
+    size_t n, i, sizes[43], nsizes = 0, bad = 0, lost = 0, runs = 0;
+    size_t *cnt;
+    struct pitem *a, *r, *tmp;
     uint64_t x = 0x9e3779b97f4a7c15ull;
-    int shape;
+    int shape, scratch;
 
     for (n = 0; n <= 40; n++)
         sizes[nsizes++] = n;
     a = malloc(100000 * sizeof(*a));
     r = malloc(100000 * sizeof(*r));
-    if (a == NULL || r == NULL)
+    tmp = malloc(100000 * sizeof(*tmp));
+    cnt = malloc((PITEM_BUCKETS + 1) * sizeof(*cnt));
+    if (a == NULL || r == NULL || tmp == NULL || cnt == NULL)
         sysbail("malloc");
-    for (i = 0; i < nsizes + 2; i++) {
+    for (i = 0; i < nsizes + 3; i++) {
         n = i < nsizes ? sizes[i] : big[i - nsizes];
-        for (shape = 0; shape < 5; shape++) {
-            size_t j;
+        for (shape = 0; shape < 7; shape++)
+            for (scratch = 0; scratch < 2; scratch++) {
+                size_t j;
+                uint64_t sum = 0, got = 0;
 
-            for (j = 0; j < n; j++) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                a[j].k0 = shape == 0 ? x & 0xffffffffff000f0full
-                        : shape == 1 ? j
-                        : shape == 2 ? n - j
-                        : shape == 3 ? 7 : x % 3;
-                a[j].k1 = shape == 0 ? x >> 60 : 0;
-                a[j].k2 = shape == 0 ? (uint32_t) (x >> 32) & 3u
-                        : shape == 4 ? (uint32_t) (x >> 40) % 3u : 0;
-                a[j].i = (uint32_t) j;
+                for (j = 0; j < n; j++) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    a[j].k0 = shape == 0 ? x & 0xffffffffff000f0full
+                            : shape == 1 ? j
+                            : shape == 2 ? n - j
+                            : shape == 3 ? 7
+                            : shape == 4 ? x % 3
+                            : shape == 5 ? top[x % 6] << 48 | x >> 16
+                                         : top[x % 6] << 48
+                                               | 0xc0a8ull << 32
+                                               | (x >> 40);
+                    a[j].k1 = shape == 0 || shape == 5 ? x >> 60 : 0;
+                    a[j].k2 = shape == 0 ? (uint32_t) (x >> 32) & 3u
+                            : shape == 4 ? (uint32_t) (x >> 40) % 3u : 0;
+                    a[j].d[0] = j;
+                    a[j].d[1] = a[j].k0 ^ a[j].k2;
+                    a[j].d[2] = 0;
+                    sum += j;
+                }
+                memcpy(r, a, n * sizeof(*a));
+                qsort(r, n, sizeof(*r), pitem_order);
+                pitem_sort(a, n, scratch ? tmp : NULL,
+                           scratch ? cnt : NULL);
+                for (j = 0; j < n; j++)
+                    if (pitem_order(&a[j], &r[j]) != 0)
+                        break;
+                bad += j < n;
+                for (j = 0; j < n; j++) {
+                    got += a[j].d[0];
+                    lost += a[j].d[1] != (a[j].k0 ^ a[j].k2);
+                }
+                lost += got != sum;
+                runs++;
             }
-            memcpy(r, a, n * sizeof(*a));
-            qsort(r, n, sizeof(*r), pitem_order);
-            pitem_sort(a, n);
-            for (j = 0; j < n; j++)
-                if (pitem_order(&a[j], &r[j]) != 0)
-                    break;
-            bad += j < n;
-            runs++;
-        }
     }
     is_uint(0, bad, "pitem_sort orders %zu inputs as qsort does", runs);
+    is_uint(0, lost, "each item keeps its deltas");
     free(a);
     free(r);
+    free(tmp);
+    free(cnt);
 }
 
 /* resident_mib - MiB of data.mdb in the page cache from byte off on */
