@@ -2772,8 +2772,8 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
         b->snap_txn = id;
     }
     applied = b->snap_epoch;
-    at = q->sess ? skey_home(q->key, q->klen, pend_sslots(ph))
-                 : pkey_home(q->key, q->klen, ph->slots);
+    /* The key's home slot is hashed once a table holds anything. */
+    at = SIZE_MAX;
     for (tries = 0; tries < 64; tries++) {
         g[0] = __atomic_load_n(&ph->tab[0].gen, __ATOMIC_ACQUIRE);
         g[1] = __atomic_load_n(&ph->tab[1].gen, __ATOMIC_ACQUIRE);
@@ -2800,6 +2800,9 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
                                                           __ATOMIC_RELAXED)
                                           / q->width)
                                   == q->win);
+            if (probe[i] && at == SIZE_MAX)
+                at = q->sess ? skey_home(q->key, q->klen, pend_sslots(ph))
+                             : pkey_home(q->key, q->klen, ph->slots);
             /* Both slots asked for before either is read: the misses
              * overlap. */
             if (probe[i] && !q->sess)

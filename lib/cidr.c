@@ -587,9 +587,8 @@ cidr_mask(uint8_t *addr, unsigned alen, unsigned plen)
 {
     unsigned i;
 
-    for (i = 0; i < alen; i++) {
-        if (plen >= 8 * (i + 1))
-            continue;
+    /* The bytes before plen / 8 are all inside the prefix. */
+    for (i = plen / 8; i < alen; i++) {
         if (plen <= 8 * i)
             addr[i] = 0;
         else
@@ -604,9 +603,7 @@ cidr_last(uint8_t *addr, unsigned alen, unsigned plen)
 {
     unsigned i;
 
-    for (i = 0; i < alen; i++) {
-        if (plen >= 8 * (i + 1))
-            continue;
+    for (i = plen / 8; i < alen; i++) {
         if (plen <= 8 * i)
             addr[i] = 0xff;
         else

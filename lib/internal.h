@@ -73,15 +73,19 @@ add_clamped(uint64_t a, int64_t d)
 /* key_cmp - LMDB's default key order: bytes as unsigned, and a key
  * before the longer keys it begins
  *
- * Eight bytes at a time: the counter databases use it as their LMDB
- * comparison (env.c), which LMDB calls some thirty times per lookup, and
- * the order being the default's, mdb_dump(1) or any program that does
- * not set it reads the store the same. */
+ * Eight bytes at a time, then four, two and one: the counter databases
+ * use it as their LMDB comparison (env.c), which LMDB calls some twenty
+ * times per lookup, and a byte at a time was a sixth of a point query's
+ * instructions (an IPv4 now key is six bytes).  The order being the
+ * default's, mdb_dump(1) or any program that does not set it reads the
+ * store the same. */
 static inline int
 key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen, i = 0;
     uint64_t u, v;
+    uint32_t x, y;
+    uint16_t h, g;
 
     for (; i + 8 <= n; i += 8) {
         memcpy(&u, a + i, 8);
@@ -92,9 +96,28 @@ key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
             return u < v ? -1 : 1;
         }
     }
-    for (; i < n; i++)
-        if (a[i] != b[i])
-            return a[i] < b[i] ? -1 : 1;
+    if (i + 4 <= n) {
+        memcpy(&x, a + i, 4);
+        memcpy(&y, b + i, 4);
+        if (x != y) {
+            x = __builtin_bswap32(x);
+            y = __builtin_bswap32(y);
+            return x < y ? -1 : 1;
+        }
+        i += 4;
+    }
+    if (i + 2 <= n) {
+        memcpy(&h, a + i, 2);
+        memcpy(&g, b + i, 2);
+        if (h != g) {
+            h = __builtin_bswap16(h);
+            g = __builtin_bswap16(g);
+            return h < g ? -1 : 1;
+        }
+        i += 2;
+    }
+    if (i < n && a[i] != b[i])
+        return a[i] < b[i] ? -1 : 1;
     return alen < blen ? -1 : alen > blen;
 }
 

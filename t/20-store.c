@@ -108,6 +108,59 @@ walk_load_gauge(void *arg, const struct ina_gauge *g)
     return ina_load_gauge(arg, g);
 }
 
+/* memcmp_order - the reference order: memcmp over the shorter length,
+ * then the shorter key first */
+
+static int
+memcmp_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+
+    if (c != 0)
+        return c < 0 ? -1 : 1;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* key_cmp_check - key_cmp, the counter databases' comparison, against
+ * memcmp on keys of every length up to a counter key's, equal up to
+ * every byte and differing there in every bit (its word, half-word and
+ * byte steps each decide some) */
+
+static void
+key_cmp_check(void)
+{
+    uint8_t a[CKEY_MAX], b[CKEY_MAX];
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    size_t alen, blen, at, bad = 0, runs = 0;
+    unsigned bit;
+
+    for (alen = 0; alen <= CKEY_MAX; alen++)
+        for (blen = 0; blen <= CKEY_MAX; blen++)
+            for (at = 0; at <= CKEY_MAX; at++)
+                for (bit = 0; bit < 9; bit++) {
+                    size_t j;
+
+                    for (j = 0; j < CKEY_MAX; j++) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        a[j] = b[j] = (uint8_t) x;
+                    }
+                    /* Equal before at; at differs in one bit (or, bit
+                     * 8, in random bytes from there on). */
+                    if (at < CKEY_MAX && bit < 8)
+                        b[at] ^= (uint8_t) (1u << bit);
+                    else
+                        for (j = at; j < CKEY_MAX; j++)
+                            b[j] = (uint8_t) (x >> (j % 8 * 8));
+                    bad += key_cmp(a, alen, b, blen)
+                           != memcmp_order(a, alen, b, blen);
+                    runs++;
+                }
+    is_uint(0, bad, "key_cmp orders %zu pairs of keys as memcmp does",
+            runs);
+}
+
 int
 main(void)
 {
@@ -125,6 +178,8 @@ main(void)
     int rc, i;
 
     plan_lazy();
+
+    key_cmp_check();
 
     conf = test_conf("store", NULL);
     st = test_open(conf);
