@@ -831,8 +831,10 @@ items_apply(struct ina_store *st, MDB_txn *txn, struct pset *set, size_t n,
 
     if (n == 0)
         return 0;
-    level = store_level(st, txn);
-    for (i = 0; i < n; i++) {
+    /* Granularities dropped by degradation (a map near full) first. */
+    if ((level = store_level(st, txn)) <= 0)
+        m = n;
+    for (i = 0; level > 0 && i < n; i++) {
         key[0] = (uint8_t) (it[i].k0 >> 56);
         key[1] = (uint8_t) (it[i].k0 >> 48);
         if (!batch_skipped(st, level, key))
