@@ -580,7 +580,9 @@ clear_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         if ((rc = mdb_drop(txn, st->env->counts, 0)) != 0
             || (rc = mdb_drop(txn, st->env->now, 0)) != 0
             || (rc = mdb_drop(txn, st->env->sessions, 0)) != 0
-            || (rc = mdb_drop(txn, st->env->owners, 0)) != 0)
+            || (rc = mdb_drop(txn, st->env->owners, 0)) != 0
+            || (st->env->has_recent
+                && (rc = mdb_drop(txn, st->env->recent, 0)) != 0))
             return rc;
         return 0;
     }

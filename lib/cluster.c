@@ -640,35 +640,86 @@ litem_cmp(const void *a, const void *b)
     return key_cmp(x->key, x->klen, y->key, y->klen);
 }
 
-/* local_gather - the now entries of width from window from on */
+/* local_take - add a prefix's now entry e to the gathered ones */
 
 static int
-local_gather(MDB_cursor *nc, struct local_iter *it, uint32_t from)
+local_take(struct local_iter *it, size_t *cap, const MDB_val *k,
+           const struct nent *e)
 {
     struct litem *p;
+
+    if (it->nn == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        if ((p = realloc(it->nv, *cap * sizeof(*p))) == NULL)
+            return ENOMEM;
+        it->nv = p;
+    }
+    p = &it->nv[it->nn++];
+    be_put(p->key, it->width, 4);
+    be_put(p->key + 4, e->win, 4);
+    memcpy(p->key + 8, k->mv_data, k->mv_size);
+    p->klen = (uint8_t) (8 + k->mv_size);
+    memcpy(p->d, e->d, sizeof(p->d));
+    return 0;
+}
+
+/* local_gather - the now entries of width from window from on
+ *
+ * From the index of recent windows (ri, when the caller found it holds
+ * these windows: store.c keeps the last few), which names the prefixes
+ * whose entry took each window in its key order, so the cost is the
+ * windows' prefixes; else by a walk of every now record.  An indexed
+ * prefix whose entry has moved on to a later window since is found
+ * under that window's key too, and the older one's counts are in the
+ * counts database. */
+
+static int
+local_gather(MDB_cursor *nc, const struct env *ri, struct local_iter *it,
+             uint32_t from)
+{
+    uint8_t probe[8];
     struct nent e;
     size_t cap = 0;
-    MDB_val k, v;
+    MDB_cursor *ic;
+    MDB_val k, v, pk, pv;
     int rc;
 
+    if (nc != NULL && ri != NULL) {
+        if ((rc = mdb_cursor_open(mdb_cursor_txn(nc), ri->recent, &ic))
+            != 0)
+            return rc;
+        be_put(probe, it->width, 4);
+        be_put(probe + 4, from, 4);
+        k.mv_data = probe;
+        k.mv_size = sizeof(probe);
+        for (rc = mdb_cursor_get(ic, &k, &v, MDB_SET_RANGE);
+             rc == 0 && k.mv_size > CKEY_HDR && k.mv_size <= CKEY_MAX
+             && be_get(k.mv_data, 4) == it->width;
+             rc = mdb_cursor_get(ic, &k, &v, MDB_NEXT)) {
+            pk.mv_data = (uint8_t *) k.mv_data + 8;
+            pk.mv_size = k.mv_size - 8;
+            rc = mdb_cursor_get(nc, &pk, &pv, MDB_SET);
+            if (rc == MDB_NOTFOUND)
+                continue;
+            if (rc != 0)
+                break;
+            if (store_now_entry(&pv, it->width, &e)
+                && e.win == be_get((uint8_t *) k.mv_data + 4, 4)
+                && (rc = local_take(it, &cap, &pk, &e)) != 0)
+                break;
+        }
+        mdb_cursor_close(ic);
+        /* In the index's order, the counts database's. */
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : rc;
+    }
     for (rc = nc != NULL ? mdb_cursor_get(nc, &k, &v, MDB_FIRST)
                          : MDB_NOTFOUND;
          rc == 0; rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT)) {
         if (k.mv_size + 8 > CKEY_MAX
             || !store_now_entry(&v, it->width, &e) || e.win < from)
             continue;
-        if (it->nn == cap) {
-            cap = cap ? cap * 2 : 1024;
-            if ((p = realloc(it->nv, cap * sizeof(*p))) == NULL)
-                return ENOMEM;
-            it->nv = p;
-        }
-        p = &it->nv[it->nn++];
-        be_put(p->key, it->width, 4);
-        be_put(p->key + 4, e.win, 4);
-        memcpy(p->key + 8, k.mv_data, k.mv_size);
-        p->klen = (uint8_t) (8 + k.mv_size);
-        memcpy(p->d, e.d, sizeof(p->d));
+        if ((rc = local_take(it, &cap, &k, &e)) != 0)
+            return rc;
     }
     if (rc != MDB_NOTFOUND)
         return rc;
@@ -717,7 +768,7 @@ local_next(struct local_iter *it)
 
 static int
 local_begin(struct local_iter *it, MDB_cursor *cc, MDB_cursor *nc,
-            uint32_t width, uint32_t from)
+            const struct env *ri, uint32_t width, uint32_t from)
 {
     uint8_t probe[8];
     int rc;
@@ -725,7 +776,7 @@ local_begin(struct local_iter *it, MDB_cursor *cc, MDB_cursor *nc,
     memset(it, 0, sizeof(*it));
     it->cc = cc;
     it->width = width;
-    if ((rc = local_gather(nc, it, from)) != 0)
+    if ((rc = local_gather(nc, ri, it, from)) != 0)
         return rc;
     be_put(probe, width, 4);
     be_put(probe + 4, from, 4);
@@ -741,9 +792,10 @@ local_begin(struct local_iter *it, MDB_cursor *cc, MDB_cursor *nc,
  * before safe is taken for expiry */
 
 static int
-scan_counters(MDB_cursor *cc, MDB_cursor *nc, MDB_cursor *pc,
-              uint32_t width, uint32_t from, uint32_t cutoff, int merge,
-              struct changes *ch, size_t *forget)
+scan_counters(MDB_cursor *cc, MDB_cursor *nc, const struct env *ri,
+              MDB_cursor *pc, uint32_t width, uint32_t from,
+              uint32_t cutoff, int merge, struct changes *ch,
+              size_t *forget)
 {
     uint8_t probe[1 + 8];
     uint64_t b[INA_NEVENTS];
@@ -780,7 +832,7 @@ scan_counters(MDB_cursor *cc, MDB_cursor *nc, MDB_cursor *pc,
         return 0;
     /* The merge of the local counters with the published table from
      * window from. */
-    if ((rc = local_begin(&it, cc, nc, width, from)) != 0)
+    if ((rc = local_begin(&it, cc, nc, ri, width, from)) != 0)
         goto out;
     be_put(probe + 1, width, 4);
     be_put(probe + 5, from, 4);
@@ -1018,11 +1070,14 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
              struct changes *ch)
 {
     MDB_cursor *cc = NULL, *pc = NULL, *sc = NULL, *nc = NULL;
+    const struct env *ri;
     MDB_txn *txn;
     uint32_t cur, cutoff, from, from0 = 0;
     size_t wi, n0 = 0, forget = 0;
-    int rc;
+    int rc, indexed;
 
+    /* Set (release) once the transaction that opened it committed. */
+    indexed = __atomic_load_n(&st->env->has_recent, __ATOMIC_ACQUIRE);
     if ((rc = store_read_begin(st, &txn)) != 0)
         return rc;
     if ((rc = mdb_cursor_open(txn, st->env->counts, &cc)) != 0
@@ -1037,8 +1092,15 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
         from = full || cur == 0 || cur - 1 < cutoff ? cutoff : cur - 1;
         if (wi == 0)
             from0 = from;
-        rc = scan_counters(cc, nc, pc, st->widths[wi].width, from, cutoff,
-                           full || wi == 0, ch, &forget);
+        /* The index of recent windows holds the windows an ordinary
+         * scan reads (the last RECENT_KEEP, store.c), of its width. */
+        ri = !full && indexed
+                     && st->env->recent_width == st->widths[wi].width
+                     && from + 1 >= cur
+                 ? st->env
+                 : NULL;
+        rc = scan_counters(cc, nc, ri, pc, st->widths[wi].width, from,
+                           cutoff, full || wi == 0, ch, &forget);
         if (wi == 0)
             n0 = ch->n;
     }

@@ -235,6 +235,37 @@ env_key_cmp(const MDB_val *a, const MDB_val *b)
     return key_cmp(a->mv_data, a->mv_size, b->mv_data, b->mv_size);
 }
 
+/* env_open_recent - open the index of recent windows in txn: with width
+ * 0 the one there is (MDB_NOTFOUND if none), else a new one of that
+ * width (made empty; the caller fills it).  Sets recent and
+ * recent_width; has_recent is for the caller to set once txn has
+ * committed (a handle opened in a transaction that aborts is gone with
+ * it, and until the commit no other transaction may use it). */
+
+int
+env_open_recent(struct env *e, MDB_txn *txn, uint32_t width)
+{
+    uint64_t w;
+    int rc;
+
+    if (width == 0) {
+        w = store_meta_u64(txn, e->meta, "recent_width");
+        if (w == 0 || w > UINT32_MAX)
+            return MDB_NOTFOUND;
+    } else {
+        w = width;
+    }
+    if ((rc = mdb_dbi_open(txn, "recent", width != 0 ? MDB_CREATE : 0,
+                           &e->recent)) != 0
+        || (rc = mdb_set_compare(txn, e->recent, env_key_cmp)) != 0)
+        return rc;
+    if (width != 0
+        && (rc = store_meta_put_u64(txn, e->meta, "recent_width", w)) != 0)
+        return rc;
+    e->recent_width = (uint32_t) w;
+    return 0;
+}
+
 /* env_upgrade - make a store of format 1 one of format 2
  *
  * Format 1 kept every window in the counts database; format 2 keeps
@@ -378,6 +409,11 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
         && (rc = mdb_dbi_open(txn, "peers", cflag, &e->peers)) == 0)
         e->has_cluster = 1;
     else if (rc != MDB_NOTFOUND || !e->rdonly)
+        goto fail;
+    e->has_recent = 0;
+    if (e->has_now && (rc = env_open_recent(e, txn, 0)) == 0)
+        e->has_recent = 1;      /* this transaction commits below */
+    else if (e->has_now && rc != MDB_NOTFOUND)
         goto fail;
     if ((rc = mdb_txn_commit(txn)) != 0)
         return err_set(errbuf, errlen, rc, "store %s: %s", e->path,

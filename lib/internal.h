@@ -179,8 +179,17 @@ struct env {
      * read-only handle opened a store made before they existed. */
     int has_cluster;
     MDB_dbi cluster, csessions, published, outbox, peers;
+    /* The index of recent windows (store.c): a key, as the counts
+     * database's, for each prefix whose now entry of recent_width took a
+     * window, kept for the last windows; a handle with a cluster makes it
+     * at its first read-write open, and every writer keeps it from then
+     * on.  has_recent is 0 where there is none (yet). */
+    int has_recent;
+    MDB_dbi recent;
+    uint32_t recent_width;
 };
 
+int env_open_recent(struct env *e, MDB_txn *txn, uint32_t width);
 int env_acquire(const char *dir, const char *group, uint64_t map_size,
                 int rdonly, struct env **out, char *errbuf, size_t errlen);
 int env_chgrp_path(const struct env *e, const char *path);
@@ -262,6 +271,11 @@ struct ina_store {
     uint64_t now_swept;
     int now_sweeping, now_sweep_all;
     int64_t now_delta;      /* entries the write transaction added */
+    /* The index of recent windows was opened in the write transaction
+     * under way (its handle lasts only if it commits); the window whose
+     * older keys the index was last cleared of (0: not yet). */
+    int recent_opened;
+    uint32_t recent_clean;
     size_t now_poslen;
     uint8_t now_pos[NKEY_MAX];
     int64_t next_reap;      /* clock time of the next reaping pass */

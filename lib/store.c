@@ -54,6 +54,10 @@
 #define STORE_REAP_EVERY 5
 /* Counters deleted by expiry in one record transaction, at most. */
 #define STORE_EXPIRE_CHUNK 2048
+/* Windows before the current one that the index of recent windows
+ * keeps: the sync agent's ordinary scan reads the current and the one
+ * before, and its clock may be a window behind a writer's. */
+#define RECENT_KEEP 2u
 /* Times a transaction is retried after MAP_RESIZED, READERS_FULL. */
 #define STORE_RETRIES 8
 
@@ -352,6 +356,37 @@ store_hist_add(MDB_cursor *hc, const struct nent *e, const uint8_t *pkey,
     return store_add_counts(hc, key, 8 + pklen, e->d);
 }
 
+/* store_recent_of - is a now entry of the width the index of recent
+ * windows keeps? */
+
+static int
+store_recent_of(const struct ina_store *st, const struct nent *e)
+{
+    return (st->env->has_recent || st->recent_opened)
+           && e->width == st->env->recent_width;
+}
+
+/* store_recent_note - enter a prefix's new now entry of the index's
+ * width into the index of recent windows (an empty value under the
+ * counts database's key of that window) */
+
+static int
+store_recent_note(struct ina_store *st, MDB_cursor *nc,
+                  const struct nent *e, const uint8_t *pkey, size_t pklen)
+{
+    uint8_t key[CKEY_MAX];
+    MDB_val k, v;
+
+    put_be32(key, e->width);
+    put_be32(key + 4, e->win);
+    memcpy(key + 8, pkey, pklen);
+    k.mv_data = key;
+    k.mv_size = 8 + pklen;
+    v.mv_data = NULL;
+    v.mv_size = 0;
+    return mdb_put(mdb_cursor_txn(nc), st->env->recent, &k, &v, 0);
+}
+
 /* store_now_add - add counts d, at clock time, to every window of the
  * handle's widths for one prefix
  *
@@ -394,6 +429,7 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
                 size_t n, int64_t time)
 {
     struct nent old[NENT_MAX], out[NENT_MAX];
+    const struct nent *noted = NULL;
     size_t no, i, j, m = 0, e;
     MDB_val k, v;
     int rc;
@@ -403,9 +439,13 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
     v.mv_data = (void *) add;
     v.mv_size = n * sizeof(add[0]);
     if ((rc = mdb_cursor_put(nc, &k, &v, MDB_NOOVERWRITE)) != MDB_KEYEXIST) {
-        if (rc == 0)
-            st->now_delta += (int64_t) n;
-        return rc;
+        if (rc != 0)
+            return rc;
+        st->now_delta += (int64_t) n;
+        for (j = 0; j < n; j++)
+            if (store_recent_of(st, &add[j]))
+                return store_recent_note(st, nc, &add[j], pkey, pklen);
+        return 0;
     }
     if (v.mv_size == 0 || v.mv_size % sizeof(old[0]) != 0
         || v.mv_size > sizeof(old))
@@ -424,9 +464,11 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
              * room beside the entries still to come, else the counts go
              * to the counts database (where, with no entry of the width,
              * every query looks). */
-            if (m + (no - i) < NENT_MAX)
+            if (m + (no - i) < NENT_MAX) {
+                if (store_recent_of(st, &add[j]))
+                    noted = &add[j];
                 out[m++] = add[j];
-            else if ((rc = store_hist_add(hc, &add[j], pkey, pklen)) != 0)
+            } else if ((rc = store_hist_add(hc, &add[j], pkey, pklen)) != 0)
                 return rc;
             j++;
             continue;
@@ -441,6 +483,8 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
             if (!store_now_expired(st, &old[i], time, 0)
                 && (rc = store_hist_add(hc, &old[i], pkey, pklen)) != 0)
                 return rc;
+            if (store_recent_of(st, &add[j]))
+                noted = &add[j];
             out[m++] = add[j];
         } else {
             if ((rc = store_hist_add(hc, &add[j], pkey, pklen)) != 0)
@@ -458,7 +502,12 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
     /* MDB_CURRENT only in place; a value of another size is put by key,
      * as everywhere the now database's values change size (the puts of
      * store_expire_now and clear_take_now in admin.c say why). */
-    return mdb_cursor_put(nc, &k, &v, m == no ? MDB_CURRENT : 0);
+    if ((rc = mdb_cursor_put(nc, &k, &v, m == no ? MDB_CURRENT : 0)) != 0)
+        return rc;
+    /* The index after the record's last put: nothing between the
+     * first put and the second may move nc. */
+    return noted != NULL ? store_recent_note(st, nc, noted, pkey, pklen)
+                         : 0;
 }
 
 /* store_now_entry - copy a now value's entry of a width to *out: 1, or
@@ -700,7 +749,8 @@ store_dbi_pages(MDB_txn *txn, const MDB_dbi *dbis, size_t n)
 uint64_t
 store_data_pages(struct ina_store *st, MDB_txn *txn)
 {
-    MDB_dbi dbis[7];
+    MDB_dbi dbis[8];
+    size_t n = 6;
 
     dbis[0] = 0;                    /* the freelist */
     dbis[1] = 1;                    /* the main database */
@@ -708,8 +758,11 @@ store_data_pages(struct ina_store *st, MDB_txn *txn)
     dbis[3] = st->env->counts;
     dbis[4] = st->env->sessions;
     dbis[5] = st->env->owners;
-    dbis[6] = st->env->now;
-    return store_dbi_pages(txn, dbis, st->env->has_now ? 7 : 6);
+    if (st->env->has_now)
+        dbis[n++] = st->env->now;
+    if (st->env->has_recent)
+        dbis[n++] = st->env->recent;
+    return store_dbi_pages(txn, dbis, n);
 }
 
 /* store_check_usage - move the degradation level with map use
@@ -768,6 +821,35 @@ store_log_level(struct ina_store *st, int level)
     st->logged_level = level;
 }
 
+/* expire_keys - delete the keys of width W (counter key layout) whose
+ * window is in from .. to - 1 (to 0: every window from from on, so a
+ * caller with nothing before a cutoff of 0 does not call), at most
+ * limit - *done of them; *done counts them */
+
+static int
+expire_keys(MDB_cursor *c, uint32_t width, uint32_t from, uint32_t to,
+            size_t limit, size_t *done)
+{
+    uint8_t probe[8];
+    MDB_val k, v;
+    int rc;
+
+    put_be32(probe, width);
+    put_be32(probe + 4, from);
+    k.mv_data = probe;
+    k.mv_size = sizeof(probe);
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && *done < limit && k.mv_size > 8
+           && get_be32(k.mv_data) == width
+           && (to == 0 || get_be32((uint8_t *) k.mv_data + 4) < to)) {
+        if ((rc = mdb_cursor_del(c, 0)) != 0)
+            return rc;
+        (*done)++;
+        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+    }
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
+}
+
 /* store_expire_width - delete windows of one width no monitor keeps
  *
  * Keys of width W are ordered by window, so the expired windows (before
@@ -782,9 +864,7 @@ store_expire_width(struct ina_store *st, MDB_txn *txn, size_t wi,
 {
     struct store_width *w = &st->widths[wi];
     uint32_t cutoff = cur > w->keep ? cur - w->keep : 0;
-    uint8_t probe[8];
     MDB_cursor *c;
-    MDB_val k, v;
     size_t done = 0;
     int rc;
 
@@ -792,50 +872,55 @@ store_expire_width(struct ina_store *st, MDB_txn *txn, size_t wi,
         return 0;
     if ((rc = mdb_cursor_open(txn, st->env->counts, &c)) != 0)
         return rc;
-    /* The old end: from the first key of W up to the cutoff. */
-    put_be32(probe, w->width);
-    put_be32(probe + 4, 0);
-    k.mv_data = probe;
-    k.mv_size = sizeof(probe);
-    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && done < limit && k.mv_size > 8
-           && get_be32(k.mv_data) == w->width
-           && get_be32((uint8_t *) k.mv_data + 4) < cutoff) {
-        if ((rc = mdb_cursor_del(c, 0)) != 0)
-            goto out;
-        done++;
-        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
-    }
-    if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
-        goto out;
-    /* The future end: everything of W after the current window. */
-    if (cur < UINT32_MAX) {
-        put_be32(probe + 4, cur + 1);
-        k.mv_data = probe;
-        k.mv_size = sizeof(probe);
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-        while (rc == 0 && done < limit && k.mv_size > 8
-               && get_be32(k.mv_data) == w->width) {
-            if ((rc = mdb_cursor_del(c, 0)) != 0)
-                goto out;
-            done++;
-            rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
-        }
-        if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
-            goto out;
-    }
-    if (done < limit) {
+    /* The old end, then the future end. */
+    rc = cutoff > 0 ? expire_keys(c, w->width, 0, cutoff, limit, &done) : 0;
+    if (rc == 0 && cur < UINT32_MAX)
+        rc = expire_keys(c, w->width, cur + 1, 0, limit, &done);
+    if (rc == 0 && done < limit) {
         w->clean = 1;
         w->clean_win = cur;
-        rc = 0;
-    } else {
+    } else if (rc == 0) {
         rc = MDB_INCOMPATIBLE;
     }
-
-out:
     mdb_cursor_close(c);
     if (removed != NULL)
         *removed += done;
+    return rc;
+}
+
+/* store_expire_recent - clear the index of recent windows of the windows
+ * before the last RECENT_KEEP and of those after the next (the clock
+ * stepped back), at most limit keys; 0 when done, MDB_INCOMPATIBLE when
+ * the limit stopped it.  The window after the current one stays: another
+ * process's clock may be a little ahead at a boundary. */
+
+static int
+store_expire_recent(struct ina_store *st, MDB_txn *txn, int64_t now,
+                    size_t limit)
+{
+    struct env *e = st->env;
+    uint32_t cur;
+    MDB_cursor *c;
+    size_t done = 0;
+    int rc;
+
+    if (!(e->has_recent || st->recent_opened) || now < 0)
+        return 0;
+    cur = (uint32_t) (now / e->recent_width);
+    if (st->recent_clean == cur)
+        return 0;
+    if ((rc = mdb_cursor_open(txn, e->recent, &c)) != 0)
+        return rc;
+    rc = cur > RECENT_KEEP ? expire_keys(c, e->recent_width, 0,
+                                         cur - RECENT_KEEP, limit, &done)
+                           : 0;
+    if (rc == 0 && cur < UINT32_MAX - 1)
+        rc = expire_keys(c, e->recent_width, cur + 2, 0, limit, &done);
+    mdb_cursor_close(c);
+    if (rc == 0 && done < limit)
+        st->recent_clean = cur;
+    else if (rc == 0)
+        rc = MDB_INCOMPATIBLE;
     return rc;
 }
 
@@ -1091,6 +1176,54 @@ store_now_count(struct ina_store *st, MDB_txn *txn)
     return store_meta_put_u64(txn, st->env->meta, "now_entries", n);
 }
 
+/* store_recent_check - at the start of a write transaction: open the
+ * index of recent windows if another process has made it since this one
+ * opened the store, so that every writer keeps it */
+
+static int
+store_recent_check(struct ina_store *st, MDB_txn *txn)
+{
+    int rc;
+
+    if (st->env->has_recent || st->recent_opened || !st->env->has_now)
+        return 0;
+    rc = env_open_recent(st->env, txn, 0);
+    if (rc == 0)
+        st->recent_opened = 1;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* recent_create_txn - make the index of recent windows for the handle's
+ * narrowest width, from every now entry of that width */
+
+static int
+recent_create_txn(struct ina_store *st, MDB_txn *txn, void *arg)
+{
+    struct nent e;
+    MDB_cursor *nc;
+    MDB_val k, v;
+    int rc;
+
+    (void) arg;
+    if (st->env->has_recent || st->recent_opened || !st->env->has_now
+        || st->nwidths == 0)
+        return 0;
+    if ((rc = env_open_recent(st->env, txn, st->widths[0].width)) != 0)
+        return rc;
+    st->recent_opened = 1;
+    if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT))
+        if (k.mv_size <= NKEY_MAX
+            && store_now_entry(&v, st->widths[0].width, &e)
+            && (rc = store_recent_note(st, nc, &e, k.mv_data, k.mv_size))
+                   != 0)
+            break;
+    mdb_cursor_close(nc);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* store_write - run fn in one write transaction, with the error ladder
  *
  * MAP_RESIZED adopts the persisted size and retries; MAP_FULL relieves
@@ -1113,7 +1246,9 @@ store_write(struct ina_store *st, store_txn_fn fn, void *arg)
         if (rc == 0) {
             level = store_level(st, txn);
             st->now_delta = 0;
-            rc = fn(st, txn, arg);
+            rc = store_recent_check(st, txn);
+            if (rc == 0)
+                rc = fn(st, txn, arg);
             if (rc == 0)
                 rc = store_maintain(st, txn, st->clock(st->clock_arg));
             if (rc == 0)
@@ -1124,17 +1259,24 @@ store_write(struct ina_store *st, store_txn_fn fn, void *arg)
                 mdb_txn_abort(txn);
             }
             if (rc == 0) {
+                /* An index opened in it is the environment's now. */
+                if (st->recent_opened)
+                    __atomic_store_n(&st->env->has_recent, 1,
+                                     __ATOMIC_RELEASE);
+                st->recent_opened = 0;
                 store_log_level(st, level);
                 store_unlink_gone(st, 1);
                 break;
             }
             store_unlink_gone(st, 0);
             /* Whatever the failed transaction believed it expired is
-             * undone. */
+             * undone, and an index it opened is closed with it. */
             for (i = 0; i < st->nwidths; i++)
                 st->widths[i].clean = 0;
             st->now_sweeping = 0;
             st->now_swept = 0;
+            st->recent_clean = 0;
+            st->recent_opened = 0;
         }
         if (tries >= STORE_RETRIES + store_max_level(st->conf))
             break;
@@ -1210,7 +1352,9 @@ ina_store_open(const struct ina_conf *conf, unsigned flags,
 
         /* Reap at open: a restarted MTA subtracts what its dead
          * predecessors left open. */
-        if ((rc = ina_reap(st, &reaped)) != 0) {
+        if ((rc = ina_reap(st, &reaped)) != 0
+            || (conf->cluster && !st->env->has_recent
+                && (rc = store_write(st, recent_create_txn, NULL)) != 0)) {
             err_set(errbuf, errlen, rc, "store %s: %s", conf->store,
                     ina_strerror(rc));
             env_release(st->env);
@@ -1391,6 +1535,8 @@ store_expire_due(struct ina_store *st, MDB_txn *txn, int64_t now)
             return rc;
     }
     rc = store_expire_now(st, txn, now, STORE_EXPIRE_CHUNK, 0, NULL);
+    if (rc == 0)
+        rc = store_expire_recent(st, txn, now, STORE_EXPIRE_CHUNK);
     return rc == MDB_INCOMPATIBLE ? 0 : rc;
 }
 

@@ -477,6 +477,130 @@ idle_worker(void)
     ina_conf_free(conf);
 }
 
+/* recent_entries - the entries of a store's index of recent windows, as
+ * mdb_stat(1) counts them (-1 if it has none) */
+
+static long
+recent_entries(const char *dir)
+{
+    char cmd[1024], line[256];
+    long n = -1;
+    FILE *f;
+
+    snprintf(cmd, sizeof(cmd), "mdb_stat -s recent '%s/%s' 2>/dev/null",
+             test_tmpdir(), dir);
+    if ((f = popen(cmd, "r")) == NULL)
+        sysbail("popen");
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, " Entries: %ld", &n) == 1)
+            break;
+    pclose(f);
+    return n;
+}
+
+/* recent_index - the index of recent windows, which an ordinary collect
+ * reads instead of every now record
+ *
+ * A handle with a cluster makes it at its first read-write open, from
+ * the records already there; a worker that opened the store before
+ * (with no cluster of its own) keeps it from its next write on; and
+ * over a window's end the ordinary collects leave nothing for a full one
+ * to find.  Without the worker's part its new prefixes would reach only
+ * the full collect. */
+
+static void
+recent_index(void)
+{
+    static const char *const plain_body =
+        "flush_delay = 0\n"
+        "monitors = {\"60,10\", \"300,2\"}\n"
+        "ipv4_prefixes = {32, 24}\n"
+        "ipv6_prefixes = {128}\n";
+    struct ina_conf *plain, *conf;
+    struct ina_store *w, *agent;
+    struct ina_cidr c;
+    uint64_t seq = 0, rows = 0;
+    int up[2], down[2], status, k;
+    char x, addr[64], body[512];
+    pid_t pid;
+
+    plain = test_conf("recent", plain_body);
+    snprintf(body, sizeof(body), "%s%s", plain_body,
+             "cluster {\n redis = \"127.0.0.1:1\"\n node = \"a\"\n}\n");
+    conf = test_conf("recent", body);
+    if (pipe(up) != 0 || pipe(down) != 0)
+        sysbail("pipe");
+    if ((pid = fork()) < 0)
+        sysbail("fork");
+    if (pid == 0) {
+        w = test_open(plain);
+        ina_store_set_clock(w, test_clock, &now);
+        c = test_addr("203.0.113.1");
+        if (ina_record(w, INA_CONNECTION, &c, 1) != 0
+            || write(up[1], "x", 1) != 1 || read(down[0], &x, 1) != 1)
+            _exit(1);
+        for (k = 0; k < 20; k++) {
+            snprintf(addr, sizeof(addr), "198.18.%d.%d", k, k + 1);
+            c = test_addr(addr);
+            if (ina_record(w, INA_RECEPTION, &c, 2) != 0)
+                _exit(1);
+        }
+        if (write(up[1], "x", 1) != 1)
+            _exit(1);
+        ina_store_close(w);
+        _exit(0);
+    }
+    ok(read(up[0], &x, 1) == 1, "a worker without a cluster records first");
+    is_int(-1, (int) recent_entries("recent"), "...and makes no index");
+    agent = test_open(conf);
+    ina_store_set_clock(agent, test_clock, &now);
+    /* The worker's record: one prefix at /32 and /24, of width 60. */
+    is_int(2, (int) recent_entries("recent"),
+           "a handle with a cluster makes the index from the records "
+           "there");
+    if (write(down[1], "x", 1) != 1)
+        sysbail("write");
+    ok(read(up[0], &x, 1) == 1, "the worker records 20 new addresses");
+    waitpid(pid, &status, 0);
+    is_int(0, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           "...and exits");
+    is_int(42, (int) recent_entries("recent"),
+           "...which it entered in the index");
+    is_int(0, ina_cluster_collect(agent, 0, now * 1000, &seq, &rows),
+           "an ordinary collect");
+    /* 21 addresses, each its own /32 and /24, in two widths. */
+    is_uint(84, rows, "...publishes them all");
+    is_int(0, ina_cluster_collect(agent, INA_CLUSTER_FULL, now * 1000, &seq,
+                                  &rows), "a full collect");
+    is_uint(0, rows, "...finds nothing the ordinary one missed");
+
+    /* The next window: the old entries move to the counts database. */
+    now += 60;
+    for (k = 0; k < 10; k++) {
+        snprintf(addr, sizeof(addr), "198.18.%d.%d", k, k + 1);
+        c = test_addr(addr);
+        if (ina_record(agent, INA_CONNECTION, &c, 1) != 0)
+            bail("record");
+    }
+    is_int(0, ina_cluster_collect(agent, 0, now * 1000, &seq, &rows),
+           "an ordinary collect in the next window");
+    is_uint(40, rows, "...publishes the new window's 10 addresses");
+    is_int(0, ina_cluster_collect(agent, INA_CLUSTER_FULL, now * 1000, &seq,
+                                  &rows), "a full collect");
+    is_uint(0, rows, "...again finds nothing more");
+    /* Three windows on, the first window's keys are gone. */
+    now += 180;
+    c = test_addr("203.0.113.1");
+    if (ina_record(agent, INA_CONNECTION, &c, 1) != 0)
+        bail("record");
+    is_int(2, (int) recent_entries("recent"),
+           "windows older than the last two leave the index");
+    ina_store_close(agent);
+    ina_conf_free(conf);
+    ina_conf_free(plain);
+    now = T0;
+}
+
 int
 main(void)
 {
@@ -771,6 +895,7 @@ main(void)
         for (k = 0; k < nstream[i]; k++)
             free(streams[i][k].data);
     idle_worker();
+    recent_index();
     test_cleanup();
     return 0;
 }
