@@ -1074,10 +1074,8 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
     MDB_txn *txn;
     uint32_t cur, cutoff, from, from0 = 0;
     size_t wi, n0 = 0, forget = 0;
-    int rc, indexed;
+    int rc;
 
-    /* Set (release) once the transaction that opened it committed. */
-    indexed = __atomic_load_n(&st->env->has_recent, __ATOMIC_ACQUIRE);
     if ((rc = store_read_begin(st, &txn)) != 0)
         return rc;
     if ((rc = mdb_cursor_open(txn, st->env->counts, &cc)) != 0
@@ -1092,11 +1090,10 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
         from = full || cur == 0 || cur - 1 < cutoff ? cutoff : cur - 1;
         if (wi == 0)
             from0 = from;
-        /* The index of recent windows holds the windows an ordinary
-         * scan reads (the last RECENT_KEEP, store.c), of its width. */
-        ri = !full && indexed
-                     && st->env->recent_width == st->widths[wi].width
-                     && from + 1 >= cur
+        /* The index of recent windows, where it holds the windows an
+         * ordinary scan reads. */
+        ri = !full && store_recent_covers(st, st->widths[wi].width, from,
+                                          cur)
                  ? st->env
                  : NULL;
         rc = scan_counters(cc, nc, ri, pc, st->widths[wi].width, from,

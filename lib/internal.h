@@ -313,6 +313,8 @@ size_t store_prefixes(const struct ina_conf *conf, int family,
 int store_level(struct ina_store *st, MDB_txn *txn);
 uint64_t store_data_pages(struct ina_store *st, MDB_txn *txn);
 uint64_t store_dbi_pages(MDB_txn *txn, const MDB_dbi *dbis, size_t n);
+int store_recent_covers(const struct ina_store *st, uint32_t width,
+                        uint32_t from, uint32_t cur);
 uint64_t store_meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name);
 int store_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name,
                        uint64_t value);

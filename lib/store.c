@@ -356,14 +356,37 @@ store_hist_add(MDB_cursor *hc, const struct nent *e, const uint8_t *pkey,
     return store_add_counts(hc, key, 8 + pklen, e->d);
 }
 
+/* store_recent_live - does the write transaction under way keep an
+ * index of recent windows (the environment's, or one it opened)? */
+
+static int
+store_recent_live(const struct ina_store *st)
+{
+    return st->env->has_recent || st->recent_opened;
+}
+
 /* store_recent_of - is a now entry of the width the index of recent
  * windows keeps? */
 
 static int
 store_recent_of(const struct ina_store *st, const struct nent *e)
 {
-    return (st->env->has_recent || st->recent_opened)
-           && e->width == st->env->recent_width;
+    return store_recent_live(st) && e->width == st->env->recent_width;
+}
+
+/* store_recent_covers - does the index of recent windows hold every
+ * prefix of width's windows from .. cur (a reader's question: only an
+ * index whose opening transaction committed counts)?  It keeps the last
+ * RECENT_KEEP windows of a writer's clock, and a reader's may be one
+ * window behind. */
+
+int
+store_recent_covers(const struct ina_store *st, uint32_t width,
+                    uint32_t from, uint32_t cur)
+{
+    return __atomic_load_n(&st->env->has_recent, __ATOMIC_ACQUIRE)
+           && st->env->recent_width == width
+           && from + (RECENT_KEEP - 1) >= cur;
 }
 
 /* store_recent_note - enter a prefix's new now entry of the index's
@@ -904,7 +927,7 @@ store_expire_recent(struct ina_store *st, MDB_txn *txn, int64_t now,
     size_t done = 0;
     int rc;
 
-    if (!(e->has_recent || st->recent_opened) || now < 0)
+    if (!store_recent_live(st) || now < 0)
         return 0;
     cur = (uint32_t) (now / e->recent_width);
     if (st->recent_clean == cur)
@@ -1185,7 +1208,7 @@ store_recent_check(struct ina_store *st, MDB_txn *txn)
 {
     int rc;
 
-    if (st->env->has_recent || st->recent_opened || !st->env->has_now)
+    if (store_recent_live(st) || !st->env->has_now)
         return 0;
     rc = env_open_recent(st->env, txn, 0);
     if (rc == 0)
@@ -1205,8 +1228,7 @@ recent_create_txn(struct ina_store *st, MDB_txn *txn, void *arg)
     int rc;
 
     (void) arg;
-    if (st->env->has_recent || st->recent_opened || !st->env->has_now
-        || st->nwidths == 0)
+    if (store_recent_live(st) || !st->env->has_now || st->nwidths == 0)
         return 0;
     if ((rc = env_open_recent(st->env, txn, st->widths[0].width)) != 0)
         return rc;

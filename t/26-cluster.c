@@ -498,6 +498,22 @@ recent_entries(const char *dir)
     return n;
 }
 
+/* collect_exact - an ordinary collect publishes want rows (what), and
+ * a full collect after it finds nothing it missed */
+
+static void
+collect_exact(struct ina_store *agent, uint64_t want, const char *what)
+{
+    uint64_t seq = 0, rows = 0;
+
+    is_int(0, ina_cluster_collect(agent, 0, now * 1000, &seq, &rows),
+           "an ordinary collect");
+    is_uint(want, rows, "...publishes %s", what);
+    is_int(0, ina_cluster_collect(agent, INA_CLUSTER_FULL, now * 1000, &seq,
+                                  &rows), "a full collect");
+    is_uint(0, rows, "...finds nothing the ordinary one missed");
+}
+
 /* recent_index - the index of recent windows, which an ordinary collect
  * reads instead of every now record
  *
@@ -519,7 +535,6 @@ recent_index(void)
     struct ina_conf *plain, *conf;
     struct ina_store *w, *agent;
     struct ina_cidr c;
-    uint64_t seq = 0, rows = 0;
     int up[2], down[2], status, k;
     char x, addr[64], body[512];
     pid_t pid;
@@ -566,13 +581,8 @@ recent_index(void)
            "...and exits");
     is_int(42, (int) recent_entries("recent"),
            "...which it entered in the index");
-    is_int(0, ina_cluster_collect(agent, 0, now * 1000, &seq, &rows),
-           "an ordinary collect");
     /* 21 addresses, each its own /32 and /24, in two widths. */
-    is_uint(84, rows, "...publishes them all");
-    is_int(0, ina_cluster_collect(agent, INA_CLUSTER_FULL, now * 1000, &seq,
-                                  &rows), "a full collect");
-    is_uint(0, rows, "...finds nothing the ordinary one missed");
+    collect_exact(agent, 84, "the worker's 21 addresses");
 
     /* The next window: the old entries move to the counts database. */
     now += 60;
@@ -582,12 +592,7 @@ recent_index(void)
         if (ina_record(agent, INA_CONNECTION, &c, 1) != 0)
             bail("record");
     }
-    is_int(0, ina_cluster_collect(agent, 0, now * 1000, &seq, &rows),
-           "an ordinary collect in the next window");
-    is_uint(40, rows, "...publishes the new window's 10 addresses");
-    is_int(0, ina_cluster_collect(agent, INA_CLUSTER_FULL, now * 1000, &seq,
-                                  &rows), "a full collect");
-    is_uint(0, rows, "...again finds nothing more");
+    collect_exact(agent, 40, "the next window's 10 addresses");
     /* Three windows on, the first window's keys are gone. */
     now += 180;
     c = test_addr("203.0.113.1");
