@@ -300,11 +300,10 @@ clear_now(MDB_cursor *nc, struct clear_arg *a)
     int rc;
 
     rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST);
-    while (rc == 0) {
+    while (rc == 0 && now_key(&k)) {
         key = k.mv_data;
         memset(&p, 0, sizeof(p));
-        if (k.mv_size < 2 || (key[0] != 4 && key[0] != 6)
-            || k.mv_size != 2 + cidr_addrlen(key[0])
+        if (k.mv_size != 2 + cidr_addrlen(key[0])
             || v.mv_size % sizeof(e) != 0) {
             rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
             continue;
@@ -578,7 +577,7 @@ clear_txn(struct ina_store *st, MDB_txn *txn, void *argp)
         a->removed += n;
         st->now_delta = -(int64_t) n;
         if ((rc = mdb_drop(txn, st->env->counts, 0)) != 0
-            || (rc = mdb_drop(txn, st->env->now, 0)) != 0
+            || (rc = store_now_drop(st, txn)) != 0
             || (rc = mdb_drop(txn, st->env->sessions, 0)) != 0
             || (rc = mdb_drop(txn, st->env->owners, 0)) != 0
             || (st->env->has_recent
@@ -693,7 +692,7 @@ stat_now_edges(struct ina_store *st, MDB_cursor *nc, int64_t *oldest,
     size_t i;
     int rc;
 
-    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0;
+    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0 && now_key(&k);
          rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT)) {
         if (v.mv_size % sizeof(e) != 0)
             continue;
@@ -743,7 +742,7 @@ ina_store_stat(struct ina_store *st, struct ina_stat *out)
         store_leave(st);
         return rc;
     }
-    out->format_version = (uint32_t) INA_FORMAT_VERSION;
+    out->format_version = st->env->format;
     rc = store_read_cursor(st, STORE_RCOUNTS, &cc);
     out->degraded = store_level(st, txn);
     out->reaped = store_meta_u64(txn, st->env->meta, "reaped");
@@ -858,6 +857,10 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
      * one above is the rest of its count. */
     rc = nc != NULL ? mdb_cursor_get(nc, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
     while (rc == 0) {
+        if (!now_key(&k)) {
+            rc = MDB_NOTFOUND;
+            break;
+        }
         if (w->counter != NULL
             && (rc = admin_walk_now(st, &k, &v, w)) != 0)
             goto out;

@@ -715,8 +715,11 @@ local_gather(MDB_cursor *nc, const struct env *ri, struct local_iter *it,
     for (rc = nc != NULL ? mdb_cursor_get(nc, &k, &v, MDB_FIRST)
                          : MDB_NOTFOUND;
          rc == 0; rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT)) {
-        if (k.mv_size + 8 > CKEY_MAX
-            || !store_now_entry(&v, it->width, &e) || e.win < from)
+        if (!now_key(&k)) {
+            rc = MDB_NOTFOUND;  /* the named databases' records */
+            break;
+        }
+        if (!store_now_entry(&v, it->width, &e) || e.win < from)
             continue;
         if ((rc = local_take(it, &cap, &k, &e)) != 0)
             return rc;

@@ -48,8 +48,8 @@
 
 /* Reader slots of a new lock file; an existing one keeps its size. */
 #define ENV_MAXREADERS 1024
-/* Named databases: meta, counts, now, sessions, owners, the five of the
- * cluster sync, and room to grow. */
+/* Named databases: meta, counts, sessions, owners, recent, the five of
+ * the cluster sync, format 2's now (read-only), and room to grow. */
 #define ENV_MAXDBS 16
 /* Attempts to open while another process opens or closes (lmdb.h). */
 #define ENV_OPEN_TRIES 5
@@ -268,20 +268,20 @@ env_open_recent(struct env *e, MDB_txn *txn, uint32_t width)
 
 /* env_upgrade - make a store of format 1 one of format 2
  *
- * Format 1 kept every window in the counts database; format 2 keeps
- * each prefix's newest windows in the "now" database.  The counts of
+ * Format 1 kept every window in the counts database; the formats since
+ * keep each prefix's newest windows in its now record.  The counts of
  * format 1 stay where they are, added by every query as before.  A
- * point query of format 2 reads the counts database only where it may
- * hold the window asked for; so the end of the last window format 1
- * wrote (or the upgrade's time, if later) is kept as legacy_time, and
- * up to it both are read. */
+ * point query reads the counts database only where it may hold the
+ * window asked for; so the end of the last window format 1 wrote (or
+ * the upgrade's time, if later) is kept as legacy_time, and up to it
+ * both are read. */
 
 static int
 env_upgrade(MDB_txn *txn, struct env *e)
 {
     uint8_t probe[4];
     uint64_t legacy = (uint64_t) time(NULL), end;
-    uint32_t version = INA_FORMAT_VERSION, width, win;
+    uint32_t width, win;
     MDB_cursor *c;
     MDB_val k, v;
     int rc;
@@ -313,28 +313,92 @@ env_upgrade(MDB_txn *txn, struct env *e)
     mdb_cursor_close(c);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    if ((rc = store_meta_put_u64(txn, e->meta, "legacy_time", legacy)) != 0)
+    return store_meta_put_u64(txn, e->meta, "legacy_time", legacy);
+}
+
+/* env_upgrade_now - move format 2's now database into the main one
+ *
+ * Format 2 kept the now records in a named database; format 3 keeps them
+ * in LMDB's main database, beside the named databases' own records
+ * (internal.h, now_key).  A renewed read transaction must look a named
+ * database's record up in the main database before its first read of it
+ * (LMDB marks them stale), a tenth of a point query's instructions that
+ * the main database never costs.  The records are copied in key order
+ * and the old database deleted, in the caller's transaction: the map
+ * must hold both copies until it commits. */
+
+static int
+env_upgrade_now(MDB_txn *txn, MDB_dbi main)
+{
+    MDB_cursor *c;
+    MDB_dbi old;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = mdb_dbi_open(txn, "now", 0, &old)) != 0)
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    if ((rc = mdb_set_compare(txn, old, env_key_cmp)) != 0
+        || (rc = mdb_cursor_open(txn, old, &c)) != 0)
         return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (!now_key(&k) || (rc = mdb_put(txn, main, &k, &v, 0)) != 0)
+            break;
+    mdb_cursor_close(c);
+    if (rc == 0)
+        rc = MDB_CORRUPTED;     /* a key no now record has */
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    return mdb_drop(txn, old, 1);
+}
+
+/* env_put_format - write the format record */
+
+static int
+env_put_format(MDB_txn *txn, MDB_dbi meta, uint32_t version)
+{
+    MDB_val k, v;
+
     k.mv_data = (void *) "format";
     k.mv_size = 6;
     v.mv_data = &version;
     v.mv_size = sizeof(version);
-    return mdb_put(txn, e->meta, &k, &v, 0);
+    return mdb_put(txn, meta, &k, &v, 0);
 }
 
-/* env_open_dbis - open the named databases and check the format
+/* env_get_format - read the format record: 0, or MDB_NOTFOUND, or
+ * INA_EVERSION when it is malformed */
+
+int
+env_get_format(MDB_txn *txn, MDB_dbi meta, uint32_t *version)
+{
+    MDB_val k, v;
+    int rc;
+
+    k.mv_data = (void *) "format";
+    k.mv_size = 6;
+    if ((rc = mdb_get(txn, meta, &k, &v)) != 0)
+        return rc;
+    if (v.mv_size != sizeof(*version))
+        return INA_EVERSION;
+    memcpy(version, v.mv_data, sizeof(*version));
+    return 0;
+}
+
+/* env_open_dbis - open the databases and check the format
  *
  * DBIs must be opened in a transaction that commits, so that every later
- * transaction of the process sees them. */
+ * transaction of the process sees them.  A read-write open upgrades a
+ * store of an older format; a read-only one reads it as it is, and
+ * store_read_begin sees when another process has upgraded it since. */
 
 static int
 env_open_dbis(struct env *e, char *errbuf, size_t errlen)
 {
     MDB_txn *txn;
-    MDB_val k, v;
     unsigned cflag = e->rdonly ? 0 : MDB_CREATE;
     uint32_t version;
-    int rc, rdonly_v1 = 0, upgrade = 0;
+    int rc;
 
     rc = mdb_txn_begin(e->env, NULL, e->rdonly ? MDB_RDONLY : 0, &txn);
     if (rc != 0)
@@ -342,58 +406,54 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
                        mdb_strerror(rc));
     if ((rc = mdb_dbi_open(txn, "meta", cflag, &e->meta)) != 0)
         goto fail;
-    k.mv_data = (void *) "format";
-    k.mv_size = 6;
-    rc = mdb_get(txn, e->meta, &k, &v);
+    rc = env_get_format(txn, e->meta, &version);
     if (rc == MDB_NOTFOUND && !e->rdonly) {
         version = INA_FORMAT_VERSION;
-        v.mv_data = &version;
-        v.mv_size = sizeof(version);
-        if ((rc = mdb_put(txn, e->meta, &k, &v, 0)) != 0)
+        if ((rc = env_put_format(txn, e->meta, version)) != 0)
             goto fail;
+    } else if (rc == INA_EVERSION) {
+        mdb_txn_abort(txn);
+        return err_set(errbuf, errlen, rc,
+                       "store %s: malformed format record; move the "
+                       "store aside and start a new one", e->path);
     } else if (rc != 0) {
         goto fail;
-    } else {
-        if (v.mv_size != sizeof(version)) {
-            rc = INA_EVERSION;
-            mdb_txn_abort(txn);
-            return err_set(errbuf, errlen, rc,
-                           "store %s: malformed format record; move the "
-                           "store aside and start a new one", e->path);
-        }
-        memcpy(&version, v.mv_data, sizeof(version));
-        if (version == 1 && !e->rdonly) {
-            version = INA_FORMAT_VERSION;
-            upgrade = 1;
-        } else if (version == 1) {
-            version = INA_FORMAT_VERSION; /* read as such, now empty */
-            rdonly_v1 = 1;
-        }
-        if (version != INA_FORMAT_VERSION) {
-            mdb_txn_abort(txn);
-            return err_set(errbuf, errlen, INA_EVERSION,
-                           "store %s: format version %u, this is %s which "
-                           "reads version %u; dump it with the auditctl "
-                           "that wrote it, or move it aside",
-                           e->path, (unsigned) version, INA_VERSION_STRING,
-                           (unsigned) INA_FORMAT_VERSION);
-        }
+    } else if (version < 1 || version > INA_FORMAT_VERSION) {
+        mdb_txn_abort(txn);
+        return err_set(errbuf, errlen, INA_EVERSION,
+                       "store %s: format version %u, this is %s which "
+                       "reads versions 1 to %u; dump it with the auditctl "
+                       "that wrote it, or move it aside",
+                       e->path, (unsigned) version, INA_VERSION_STRING,
+                       (unsigned) INA_FORMAT_VERSION);
     }
     if ((rc = mdb_dbi_open(txn, "counts", cflag, &e->counts)) != 0
         || (rc = mdb_set_compare(txn, e->counts, env_key_cmp)) != 0
         || (rc = mdb_dbi_open(txn, "sessions", cflag, &e->sessions)) != 0
         || (rc = mdb_dbi_open(txn, "owners", cflag, &e->owners)) != 0)
         goto fail;
-    if (upgrade && (rc = env_upgrade(txn, e)) != 0)
+    /* The main database holds the now records from format 3 on, in the
+     * counter databases' order (which is also LMDB's default, that the
+     * named databases' own records need). */
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &e->now)) != 0
+        || (rc = mdb_set_compare(txn, e->now, env_key_cmp)) != 0)
         goto fail;
-    e->has_now = 0;
-    e->legacy_time = store_meta_u64(txn, e->meta, "legacy_time");
-    if (!rdonly_v1) {
-        if ((rc = mdb_dbi_open(txn, "now", cflag, &e->now)) != 0
-            || (rc = mdb_set_compare(txn, e->now, env_key_cmp)) != 0)
+    if (!e->rdonly && version < INA_FORMAT_VERSION) {
+        if ((version == 1 && (rc = env_upgrade(txn, e)) != 0)
+            || (version == 2 && (rc = env_upgrade_now(txn, e->now)) != 0)
+            || (rc = env_put_format(txn, e->meta, INA_FORMAT_VERSION)) != 0)
             goto fail;
-        e->has_now = 1;
+        version = INA_FORMAT_VERSION;
     }
+    e->format = version;
+    e->legacy_time = store_meta_u64(txn, e->meta, "legacy_time");
+    /* Read-only, format 1 has no now records (it reads as if empty), and
+     * format 2 has them in a named database. */
+    e->has_now = version != 1;
+    if (version == 2
+        && ((rc = mdb_dbi_open(txn, "now", 0, &e->now)) != 0
+            || (rc = mdb_set_compare(txn, e->now, env_key_cmp)) != 0))
+        goto fail;
     /* The cluster sync's tables (cluster.c): the other nodes' counters
      * and gauges, what this node has published, its outbox, and what it
      * knows of the other nodes.  A store made before they existed gets

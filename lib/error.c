@@ -26,7 +26,9 @@ static const char *const ina_errors[] = {
     "mask finer than the finest granularity",       /* INA_ETOOFINE */
     "no granularity configured for this address family", /* INA_ENOFAMILY */
     "not an event name",                            /* INA_EBADEVENT */
-    "store written in an incompatible format version", /* INA_EVERSION */
+    /* INA_EVERSION */
+    ("store written in an incompatible format version, or upgraded since "
+     "this handle opened it"),
     "configuration error",                          /* INA_ECONF */
     "cluster metrics are not configured",           /* INA_ENOCLUSTER */
     "store opened read-only",                       /* INA_ERDONLY */

@@ -41,10 +41,11 @@ extern "C" {
 #define INA_VERSION_PATCH 0
 #define INA_VERSION_STRING "inbound-audit 0.1.0"
 
-/* Version of the on-disk format.  A store written with another format is
- * refused at open with INA_EVERSION, except that a read-write open
- * upgrades a store of version 1 (no "now" database) to version 2. */
-#define INA_FORMAT_VERSION 2
+/* Version of the on-disk format.  A store written with a later format is
+ * refused at open with INA_EVERSION; one of an older format is read as it
+ * is by a read-only handle and upgraded by a read-write open (version 1:
+ * no now records; version 2: the now records in a named database). */
+#define INA_FORMAT_VERSION 3
 
 #if defined(__GNUC__) || defined(__clang__)
 #define INA_NONNULL(...) __attribute__((__nonnull__(__VA_ARGS__)))

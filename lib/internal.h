@@ -170,10 +170,13 @@ struct env {
     pthread_mutex_t slock;    /* one session open or close (session.c) */
     struct batch *batch;      /* the process's buffered events (batch.c) */
     MDB_dbi meta, counts, sessions, owners;
-    /* The newest windows of each prefix (store.c); has_now is 0 when a
-     * read-only handle opened a store of format 1, which has none. */
+    /* The newest windows of each prefix (store.c): LMDB's main database
+     * (format 3), or a read-only handle's named one of format 2; has_now
+     * is 0 when a read-only handle opened a store of format 1, which has
+     * none.  format is the store's as opened (older only read-only). */
     int has_now;
     MDB_dbi now;
+    uint32_t format;
     uint64_t legacy_time;     /* clock of the upgrade from format 1, or 0 */
     /* The sync agent's tables (cluster.c); has_cluster is 0 when a
      * read-only handle opened a store made before they existed. */
@@ -190,6 +193,7 @@ struct env {
 };
 
 int env_open_recent(struct env *e, MDB_txn *txn, uint32_t width);
+int env_get_format(MDB_txn *txn, MDB_dbi meta, uint32_t *version);
 int env_acquire(const char *dir, const char *group, uint64_t map_size,
                 int rdonly, struct env **out, char *errbuf, size_t errlen);
 int env_chgrp_path(const struct env *e, const char *path);
@@ -208,8 +212,8 @@ void env_release(struct env *e);
 #define CKEY_MAX (CKEY_HDR + 16)
 #define CVAL_SIZE (INA_NEVENTS * sizeof(uint64_t))
 
-/* The "now" database (format 2): a key per prefix, family (u8) | mask
- * length (u8) | address, as a counter key after its width and window.
+/* The now records: a key per prefix, family (u8) | mask length (u8) |
+ * address, as a counter key after its width and window.
  * Its value holds, for each width with events of the prefix, the newest
  * such window and its counts: entries ascending by width, native order.
  * Every other window of the prefix is in the counts database, whose
@@ -223,6 +227,22 @@ struct nent {
 };
 #define NENT_MAX INA_MAX_MONITORS
 #define NKEY_MAX (2 + 16)
+
+/* now_key - is k a now record's key?
+ *
+ * From format 3 the now records are in LMDB's main database (env.c),
+ * whose other records are the named databases', keyed by their names.  A
+ * now key begins with its family, 4 or 6, a name with a letter, so the
+ * now records come first and a walk of them ends at the first key that
+ * is not one. */
+static inline int
+now_key(const MDB_val *k)
+{
+    const uint8_t *p = k->mv_data;
+
+    return k->mv_size >= 2 && k->mv_size <= NKEY_MAX
+           && (p[0] == 4 || p[0] == 6);
+}
 
 /* Session keys: service length (u8) | service | family | mask length |
  * address.  Owner keys: pid (u32 BE) | process start time (u64 BE) |
@@ -321,6 +341,7 @@ int store_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name,
 int store_now_count(struct ina_store *st, MDB_txn *txn);
 int store_now_expired(const struct ina_store *st, const struct nent *e,
                       int64_t now, int all);
+int store_now_drop(struct ina_store *st, MDB_txn *txn);
 int store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
                      size_t limit, int all, uint64_t *removed);
 int store_expire_width(struct ina_store *st, MDB_txn *txn, size_t wi,

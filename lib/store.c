@@ -651,6 +651,25 @@ store_drop_rtxn(struct ina_store *st)
     st->pt_txn = 0;
 }
 
+/* store_read_format - INA_EVERSION when a store a read-only handle
+ * opened at an older format has been upgraded since, by another
+ * process: this handle's view of where its records are is wrong, and
+ * only a new handle reads it right.  Costs nothing at the current
+ * format. */
+
+static int
+store_read_format(struct ina_store *st, MDB_txn *txn)
+{
+    uint32_t version;
+
+    if (st->env->format == INA_FORMAT_VERSION
+        || (env_get_format(txn, st->env->meta, &version) == 0
+            && version == st->env->format))
+        return 0;
+    mdb_txn_reset(txn);
+    return INA_EVERSION;
+}
+
 /* store_read_begin - a read snapshot, from the cached transaction
  *
  * Renewing a reset NOTLS transaction costs a few stores into the
@@ -670,7 +689,7 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
             if (rc == 0) {
                 st->rlive = 0;
                 *txn = st->rtxn;
-                return 0;
+                return store_read_format(st, st->rtxn);
             }
             store_drop_rtxn(st);
         } else {
@@ -687,7 +706,7 @@ store_read_begin(struct ina_store *st, MDB_txn **txn)
                                == 0)) {
                     st->rlive = STORE_RALL;
                     *txn = st->rtxn;
-                    return 0;
+                    return store_read_format(st, st->rtxn);
                 }
                 store_drop_rtxn(st);
             } else {
@@ -781,8 +800,8 @@ store_data_pages(struct ina_store *st, MDB_txn *txn)
     dbis[3] = st->env->counts;
     dbis[4] = st->env->sessions;
     dbis[5] = st->env->owners;
-    if (st->env->has_now)
-        dbis[n++] = st->env->now;
+    if (st->env->has_now && st->env->now != dbis[1])
+        dbis[n++] = st->env->now;   /* format 2's, read-only */
     if (st->env->has_recent)
         dbis[n++] = st->env->recent;
     return store_dbi_pages(txn, dbis, n);
@@ -969,6 +988,27 @@ store_now_expired(const struct ina_store *st, const struct nent *e,
     return all;
 }
 
+/* store_now_drop - delete every now record (clear --all), one by one:
+ * mdb_drop would empty the main database, the named databases' records
+ * with it */
+
+int
+store_now_drop(struct ina_store *st, MDB_txn *txn)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, st->env->now, &c)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && now_key(&k);
+         rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT))
+        if ((rc = mdb_cursor_del(c, 0)) != 0)
+            break;
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
+}
+
 /* store_expire_now - drop expired entries from the now database
  *
  * A sweep of the whole database in key order, started when a window of
@@ -1007,6 +1047,10 @@ store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
     rc = st->now_poslen == 0 ? mdb_cursor_get(c, &k, &v, MDB_FIRST)
                              : mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && done < limit && seen < 4 * limit) {
+        if (!now_key(&k)) {
+            rc = MDB_NOTFOUND;  /* the named databases' records */
+            break;
+        }
         seen++;
         if (v.mv_size % sizeof(ent[0]) != 0 || v.mv_size > sizeof(ent)) {
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
@@ -1235,10 +1279,9 @@ recent_create_txn(struct ina_store *st, MDB_txn *txn, void *arg)
     st->recent_opened = 1;
     if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0)
         return rc;
-    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0;
+    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0 && now_key(&k);
          rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT))
-        if (k.mv_size <= NKEY_MAX
-            && store_now_entry(&v, st->widths[0].width, &e)
+        if (store_now_entry(&v, st->widths[0].width, &e)
             && (rc = store_recent_note(st, nc, &e, k.mv_data, k.mv_size))
                    != 0)
             break;

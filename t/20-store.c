@@ -10,10 +10,13 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -159,6 +162,179 @@ key_cmp_check(void)
                 }
     is_uint(0, bad, "key_cmp orders %zu pairs of keys as memcmp does",
             runs);
+}
+
+/* put_format - write a store's format record, as LMDB directly */
+
+static void
+put_format(MDB_txn *txn, MDB_dbi meta, uint32_t version)
+{
+    MDB_val k, v;
+
+    k.mv_data = (void *) "format";
+    k.mv_size = 6;
+    v.mv_data = &version;
+    v.mv_size = sizeof(version);
+    if (mdb_put(txn, meta, &k, &v, 0) != 0)
+        bail("cannot write the format record");
+}
+
+/* to_format2 - rewrite a closed store of this format as format 2 had
+ * it: the now records in a named database "now" instead of the main one
+ * (LMDB directly, as an older inaudit left it) */
+
+static void
+to_format2(const char *dir)
+{
+    uint8_t keys[64][NKEY_MAX], vals[64][NENT_MAX * sizeof(struct nent)];
+    size_t klen[64], vlen[64], n = 0, i;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi mdb, nd, meta;
+    MDB_cursor *c;
+    MDB_val k, v;
+    int r;
+
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
+        || mdb_env_open(env, dir, 0, 0660) != 0
+        || mdb_txn_begin(env, NULL, 0, &txn) != 0
+        || mdb_dbi_open(txn, NULL, 0, &mdb) != 0
+        || mdb_dbi_open(txn, "meta", 0, &meta) != 0
+        || mdb_cursor_open(txn, mdb, &c) != 0)
+        bail("cannot open the store with LMDB directly");
+    for (r = mdb_cursor_get(c, &k, &v, MDB_FIRST); r == 0 && now_key(&k);
+         r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (n == 64 || v.mv_size > sizeof(vals[0]))
+            bail("more now records than to_format2 holds");
+        memcpy(keys[n], k.mv_data, k.mv_size);
+        klen[n] = k.mv_size;
+        memcpy(vals[n], v.mv_data, v.mv_size);
+        vlen[n++] = v.mv_size;
+    }
+    mdb_cursor_close(c);
+    if (mdb_dbi_open(txn, "now", MDB_CREATE, &nd) != 0)
+        bail("cannot make the now database");
+    for (i = 0; i < n; i++) {
+        k.mv_data = keys[i];
+        k.mv_size = klen[i];
+        v.mv_data = vals[i];
+        v.mv_size = vlen[i];
+        if (mdb_put(txn, nd, &k, &v, 0) != 0 || mdb_del(txn, mdb, &k, NULL) != 0)
+            bail("cannot move a now record");
+    }
+    put_format(txn, meta, 2);
+    if (mdb_txn_commit(txn) != 0)
+        bail("cannot write format 2");
+    mdb_env_close(env);
+    ok(n > 0, "a store rewritten as format 2 (%zu now records)", n);
+}
+
+/* format2_upgrade - a store of format 2 (the now records in a named
+ * database) is read as it is by a read-only handle, upgraded by a
+ * read-write open, and a read-only handle of another process that read
+ * it as format 2 is told it must open the store anew */
+
+static void
+format2_upgrade(void)
+{
+    struct ina_conf *c2 = test_conf("v2", NULL);
+    struct ina_store *st, *ro;
+    struct ina_stat s;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi nd;
+    uint64_t n = 0;
+    struct ina_cidr c = test_addr("198.51.100.7");
+    char err[256];
+    pid_t pid;
+    int rc, status, go[2];
+
+    st = test_open(c2);
+    ina_store_set_clock(st, test_clock, &now);
+    rec(st, INA_CONNECTION, "198.51.100.7", 5);
+    rec(st, INA_REJECTION, "198.51.100.7", 1);
+    rec(st, INA_CONNECTION, "2001:db8::1", 3);
+    is_int(0, ina_flush(st), "format 2: counts flushed");
+    ina_store_close(st);
+    to_format2(c2->store);
+
+    /* The other process, forked before this one opens the store (a
+     * child would share an environment open at the fork, read-only),
+     * waits to be told to open it read-write: the upgrade. */
+    fflush(NULL);
+    if (pipe(go) != 0 || (pid = fork()) < 0)
+        bail("fork");
+    if (pid == 0) {
+        struct ina_store *w;
+        char x;
+
+        close(go[1]);
+        if (read(go[0], &x, 1) != 1
+            || ina_store_open(c2, 0, &w, err, sizeof(err)) != 0)
+            _exit(1);
+        ina_store_set_clock(w, test_clock, &now);
+        if (ina_record(w, INA_CONNECTION, &c, 2) != 0 || ina_flush(w) != 0)
+            _exit(2);
+        ina_store_close(w);
+        _exit(0);
+    }
+    close(go[0]);
+    rc = ina_store_open(c2, INA_STORE_RDONLY, &ro, err, sizeof(err));
+    is_int(0, rc, "format 2: a read-only open reads it");
+    if (rc != 0)
+        bail("%s", err);
+    ina_store_set_clock(ro, test_clock, &now);
+    is_int(0, ina_store_stat(ro, &s), "...its statistics");
+    is_uint(2, s.format_version, "...of format 2");
+    is_uint(5, q(ro, INA_CONNECTION, "60,10", "198.51.100.7", 0, 0),
+            "...a host's 5 connections, from the named now database");
+    is_uint(1, q(ro, INA_REJECTION, "3600,24", "198.51.100.0/24", 0, 0),
+            "...its /24's rejection");
+    is_uint(5, q(ro, INA_CONNECTION, "300,12", "198.51.0.0/16", 0, 0),
+            "...its /16's, by a range");
+    is_uint(3, q(ro, INA_CONNECTION, "60,10", "2001:db8::/32", 0, 0),
+            "...an IPv6 range");
+
+    if (write(go[1], "x", 1) != 1)
+        bail("write");
+    close(go[1]);
+    if (waitpid(pid, &status, 0) != pid)
+        bail("waitpid");
+    is_int(0, status, "another process opens it read-write and records");
+    rc = ina_query(ro, INA_CONNECTION, "60,10", &c, 0, 0, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_EVERSION, rc, "the read-only handle that read format 2 is "
+           "refused now: %s", err);
+    rc = ina_query(ro, INA_CONNECTION, "60,10", &c, 0, 0, 0, &n, err,
+                   sizeof(err));
+    is_int(INA_EVERSION, rc, "...every time, not reading a wrong total");
+    ina_store_close(ro);
+
+    st = test_open(c2);
+    ina_store_set_clock(st, test_clock, &now);
+    is_int(0, ina_store_stat(st, &s), "a new handle");
+    is_uint(INA_FORMAT_VERSION, s.format_version, "...reads format %d",
+            INA_FORMAT_VERSION);
+    is_uint(7, q(st, INA_CONNECTION, "60,10", "198.51.100.7", 0, 0),
+            "...format 2's 5 connections and the 2 since");
+    is_uint(7, q(st, INA_CONNECTION, "3600,24", "198.51.0.0/16", 0, 0),
+            "...the /16's by a range");
+    is_uint(1, q(st, INA_REJECTION, "60,10", "198.51.100.7", 0, 0),
+            "...the rejection");
+    is_uint(3, q(st, INA_CONNECTION, "300,12", "2001:db8::1", 0, 0),
+            "...the IPv6 host's");
+    /* Two hosts, three granularities, three widths. */
+    is_uint(2 * 3 * 3, s.counters, "...every counter once");
+    ina_store_close(st);
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
+        || mdb_env_open(env, c2->store, MDB_RDONLY, 0660) != 0
+        || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+        bail("cannot open the store with LMDB directly");
+    is_int(MDB_NOTFOUND, mdb_dbi_open(txn, "now", 0, &nd),
+           "the named now database is gone");
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    ina_conf_free(c2);
 }
 
 int
@@ -449,12 +625,15 @@ main(void)
         uint64_t keys = 0, found = 0, ordered = 0;
         int r;
 
-        static const char *const dbs[] = { "counts", "now" };
-        uint64_t first, entries = 0;
+        static const char *const dbs[] = { "counts", NULL };
+        uint64_t first, entries = 0, names = 0, pages = 0;
+        char name[16][32];
+        MDB_stat ms;
         size_t d;
 
-        /* The counts database and the now database (the prefixes'
-         * newest windows), each in memcmp order. */
+        /* The counts database and the now records (the prefixes' newest
+         * windows, in the main database before the named databases'
+         * records), each in memcmp order. */
         if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
             || mdb_env_open(env, conf->store, MDB_RDONLY, 0660) != 0
             || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
@@ -466,6 +645,19 @@ main(void)
             first = keys + 1;
             for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
                  r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                if (d == 1 && (k.mv_size < 2
+                               || (((uint8_t *) k.mv_data)[0] != 4
+                                   && ((uint8_t *) k.mv_data)[0] != 6))) {
+                    /* A named database: none after it is a now key. */
+                    if (names < 16 && k.mv_size < sizeof(name[0])) {
+                        memcpy(name[names], k.mv_data, k.mv_size);
+                        name[names][k.mv_size] = '\0';
+                    }
+                    names++;
+                    continue;
+                }
+                if (d == 1 && names > 0)
+                    break;
                 keys++;
                 /* A now record holds a counter for each of its entries. */
                 entries += d == 0 ? 1 : v.mv_size / 32;
@@ -484,8 +676,22 @@ main(void)
             }
             mdb_cursor_close(cur);
         }
+        /* Every page in use: the freelist's, the main database's and
+         * each named database's. */
+        for (d = 0; d < 2 + names && d < 2 + 16; d++) {
+            if (d >= 2 && mdb_dbi_open(txn, name[d - 2], 0, &dbi) != 0)
+                bail("cannot open database %s", name[d - 2]);
+            if (mdb_stat(txn, d < 2 ? (MDB_dbi) d : dbi, &ms) != 0)
+                bail("cannot stat a database");
+            pages += ms.ms_branch_pages + ms.ms_leaf_pages
+                     + ms.ms_overflow_pages;
+        }
         mdb_txn_abort(txn);
         mdb_env_close(env);
+        ok(names >= 5, "the main database's named databases follow "
+           "(%" PRIu64 ")", names);
+        is_uint(pages * ms.ms_psize, s.map_used,
+                "map_used counts every page in use once");
         is_uint(s.counters, entries, "LMDB walks every counter");
         is_uint(keys, ordered, "each after the one before, in memcmp order");
         is_uint(keys, found, "and finds each by a lookup");
@@ -503,9 +709,9 @@ main(void)
         uint8_t key[14];
         MDB_env *env;
         MDB_txn *txn;
-        MDB_dbi meta, counts, nd;
+        MDB_dbi meta, counts;
         MDB_val k, v;
-        uint32_t version = 1, win;
+        uint32_t win;
         size_t wi, mi;
 
         st2 = test_open(c1);
@@ -514,16 +720,9 @@ main(void)
             || mdb_env_open(env, c1->store, 0, 0660) != 0
             || mdb_txn_begin(env, NULL, 0, &txn) != 0
             || mdb_dbi_open(txn, "meta", 0, &meta) != 0
-            || mdb_dbi_open(txn, "counts", 0, &counts) != 0
-            || mdb_dbi_open(txn, "now", 0, &nd) != 0
-            || mdb_drop(txn, nd, 1) != 0)
+            || mdb_dbi_open(txn, "counts", 0, &counts) != 0)
             bail("cannot open the store with LMDB directly");
-        k.mv_data = (void *) "format";
-        k.mv_size = 6;
-        v.mv_data = &version;
-        v.mv_size = sizeof(version);
-        if (mdb_put(txn, meta, &k, &v, 0) != 0)
-            bail("cannot write the format record");
+        put_format(txn, meta, 1);
         /* 5 connections and 1 rejection of 198.51.100.7 in the current
          * window of each width, at each granularity, as format 1 kept
          * them. */
@@ -560,7 +759,8 @@ main(void)
         st2 = test_open(c1);
         ina_store_set_clock(st2, test_clock, &now);
         is_int(0, ina_store_stat(st2, &s), "a read-write open upgrades it");
-        is_uint(2, s.format_version, "...to format 2");
+        is_uint(INA_FORMAT_VERSION, s.format_version, "...to format %d",
+                INA_FORMAT_VERSION);
         is_uint(5, q(st2, INA_CONNECTION, "60,10", "198.51.100.7", 0, 0),
                 "the host still counts 5");
         rec(st2, INA_CONNECTION, "198.51.100.7", 2);
@@ -601,6 +801,7 @@ main(void)
            "current hour");
         ina_conf_free(c1);
     }
+    format2_upgrade();
 
     /* A record holds 32 entries: a configuration whose width finds it
      * full of another's still counts exactly (in the counts database,
@@ -655,19 +856,14 @@ main(void)
         MDB_env *env;
         MDB_txn *txn;
         MDB_dbi dbi;
-        MDB_val k, v;
-        uint32_t version = 99;
 
         if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 8) != 0
             || mdb_env_open(env, conf->store, 0, 0660) != 0
             || mdb_txn_begin(env, NULL, 0, &txn) != 0
             || mdb_dbi_open(txn, "meta", 0, &dbi) != 0)
             bail("cannot open the store with LMDB directly");
-        k.mv_data = (void *) "format";
-        k.mv_size = 6;
-        v.mv_data = &version;
-        v.mv_size = sizeof(version);
-        if (mdb_put(txn, dbi, &k, &v, 0) != 0 || mdb_txn_commit(txn) != 0)
+        put_format(txn, dbi, 99);
+        if (mdb_txn_commit(txn) != 0)
             bail("cannot write the format record");
         mdb_env_close(env);
     }

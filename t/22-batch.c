@@ -286,9 +286,10 @@ tree(const struct ina_conf *conf, const char *host)
         k.mv_size = sizeof(key);
         if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size >= sizeof(cnt))
             memcpy(&cnt, v.mv_data, sizeof(cnt));
-        /* And the host's now record: its 60 s entry, if of this window
-         * (width, window, then the counts: u32, u32, u64 each). */
-        if (mdb_dbi_open(txn, "now", 0, &dbi) != 0)
+        /* And the host's now record, in the main database: its 60 s
+         * entry, if of this window (width, window, then the counts: u32,
+         * u32, u64 each). */
+        if (mdb_dbi_open(txn, NULL, 0, &dbi) != 0)
             _exit(255);
         k.mv_data = key + 8;
         k.mv_size = sizeof(key) - 8;
