@@ -441,8 +441,16 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
     if (!e->rdonly && version < INA_FORMAT_VERSION) {
         if ((version == 1 && (rc = env_upgrade(txn, e)) != 0)
             || (version == 2 && (rc = env_upgrade_now(txn, e->now)) != 0)
-            || (rc = env_put_format(txn, e->meta, INA_FORMAT_VERSION)) != 0)
-            goto fail;
+            || (rc = env_put_format(txn, e->meta, INA_FORMAT_VERSION)) != 0) {
+            mdb_txn_abort(txn);
+            return err_set(errbuf, errlen, rc, "store %s: upgrading format "
+                           "%u to %u: %s%s", e->path, (unsigned) version,
+                           (unsigned) INA_FORMAT_VERSION, mdb_strerror(rc),
+                           rc == MDB_MAP_FULL
+                               ? " (the map holds the now records twice "
+                                 "until it commits: raise map_size)"
+                               : "");
+        }
         version = INA_FORMAT_VERSION;
     }
     e->format = version;

@@ -181,13 +181,15 @@ put_format(MDB_txn *txn, MDB_dbi meta, uint32_t version)
 
 /* to_format2 - rewrite a closed store of this format as format 2 had
  * it: the now records in a named database "now" instead of the main one
- * (LMDB directly, as an older inaudit left it) */
+ * (LMDB directly, as an older inaudit left it), 64 records a
+ * transaction so that a nearly full map holds the move; returns how
+ * many */
 
-static void
+static size_t
 to_format2(const char *dir)
 {
     uint8_t keys[64][NKEY_MAX], vals[64][NENT_MAX * sizeof(struct nent)];
-    size_t klen[64], vlen[64], n = 0, i;
+    size_t klen[64], vlen[64], n, i, moved = 0;
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi mdb, nd, meta;
@@ -196,37 +198,46 @@ to_format2(const char *dir)
     int r;
 
     if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0
-        || mdb_env_open(env, dir, 0, 0660) != 0
-        || mdb_txn_begin(env, NULL, 0, &txn) != 0
-        || mdb_dbi_open(txn, NULL, 0, &mdb) != 0
-        || mdb_dbi_open(txn, "meta", 0, &meta) != 0
-        || mdb_cursor_open(txn, mdb, &c) != 0)
+        || mdb_env_open(env, dir, 0, 0660) != 0)
         bail("cannot open the store with LMDB directly");
-    for (r = mdb_cursor_get(c, &k, &v, MDB_FIRST); r == 0 && now_key(&k);
-         r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (n == 64 || v.mv_size > sizeof(vals[0]))
-            bail("more now records than to_format2 holds");
-        memcpy(keys[n], k.mv_data, k.mv_size);
-        klen[n] = k.mv_size;
-        memcpy(vals[n], v.mv_data, v.mv_size);
-        vlen[n++] = v.mv_size;
-    }
-    mdb_cursor_close(c);
-    if (mdb_dbi_open(txn, "now", MDB_CREATE, &nd) != 0)
-        bail("cannot make the now database");
-    for (i = 0; i < n; i++) {
-        k.mv_data = keys[i];
-        k.mv_size = klen[i];
-        v.mv_data = vals[i];
-        v.mv_size = vlen[i];
-        if (mdb_put(txn, nd, &k, &v, 0) != 0 || mdb_del(txn, mdb, &k, NULL) != 0)
-            bail("cannot move a now record");
-    }
-    put_format(txn, meta, 2);
-    if (mdb_txn_commit(txn) != 0)
-        bail("cannot write format 2");
+    do {
+        if (mdb_txn_begin(env, NULL, 0, &txn) != 0
+            || mdb_dbi_open(txn, NULL, 0, &mdb) != 0
+            || mdb_dbi_open(txn, "now", MDB_CREATE, &nd) != 0
+            || mdb_cursor_open(txn, mdb, &c) != 0)
+            bail("cannot open the store with LMDB directly");
+        n = 0;
+        for (r = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+             r == 0 && now_key(&k) && n < 64;
+             r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (v.mv_size > sizeof(vals[0]))
+                bail("a now record larger than any");
+            memcpy(keys[n], k.mv_data, k.mv_size);
+            klen[n] = k.mv_size;
+            memcpy(vals[n], v.mv_data, v.mv_size);
+            vlen[n++] = v.mv_size;
+        }
+        mdb_cursor_close(c);
+        for (i = 0; i < n; i++) {
+            k.mv_data = keys[i];
+            k.mv_size = klen[i];
+            v.mv_data = vals[i];
+            v.mv_size = vlen[i];
+            if (mdb_put(txn, nd, &k, &v, 0) != 0
+                || mdb_del(txn, mdb, &k, NULL) != 0)
+                bail("cannot move a now record");
+        }
+        if (n == 0) {
+            if (mdb_dbi_open(txn, "meta", 0, &meta) != 0)
+                bail("no meta database");
+            put_format(txn, meta, 2);
+        }
+        if (mdb_txn_commit(txn) != 0)
+            bail("cannot commit the move to format 2");
+        moved += n;
+    } while (n > 0);
     mdb_env_close(env);
-    ok(n > 0, "a store rewritten as format 2 (%zu now records)", n);
+    return moved;
 }
 
 /* format2_upgrade - a store of format 2 (the now records in a named
@@ -256,7 +267,9 @@ format2_upgrade(void)
     rec(st, INA_CONNECTION, "2001:db8::1", 3);
     is_int(0, ina_flush(st), "format 2: counts flushed");
     ina_store_close(st);
-    to_format2(c2->store);
+    /* Two hosts at three granularities, every width in one record. */
+    is_uint(2 * 3, to_format2(c2->store), "a store rewritten as format 2: "
+            "6 now records");
 
     /* The other process, forked before this one opens the store (a
      * child would share an environment open at the fork, read-only),
@@ -335,6 +348,78 @@ format2_upgrade(void)
     mdb_txn_abort(txn);
     mdb_env_close(env);
     ina_conf_free(c2);
+}
+
+/* format2_full - an upgrade the map cannot hold fails the open with
+ * advice and leaves the store of format 2, whole; a larger map then
+ * takes it */
+
+static void
+format2_full(void)
+{
+    static const char body[] = "map_size = \"1M\"\nmonitors = {\"60,1\"}\n"
+                               "ipv4_prefixes = {32}\nipv6_prefixes = {}\n"
+                               "flush_delay = 0\n";
+    struct ina_conf *cf = test_conf("v2full", body), *big;
+    struct ina_store *st, *ro;
+    struct ina_stat s;
+    struct ina_cidr a;
+    char err[512];
+    uint64_t n = 0;
+    int rc;
+
+    st = test_open(cf);
+    ina_store_set_clock(st, test_clock, &now);
+    memset(&a, 0, sizeof(a));
+    a.family = 4;
+    a.plen = 32;
+    a.addr[0] = 10;
+    /* Distinct hosts until 80% of the map is in use: the move needs
+     * room for them twice. */
+    do {
+        a.addr[2] = (uint8_t) (n >> 8);
+        a.addr[3] = (uint8_t) n;
+        if (ina_record(st, INA_CONNECTION, &a, 1) != 0)
+            bail("record");
+        n++;
+        if (n % 256 == 0 && ina_store_stat(st, &s) != 0)
+            bail("stat");
+    } while (n < 65536 && (n % 256 != 0 || s.map_used * 100 < s.map_size * 80));
+    ina_store_close(st);
+    diag("%" PRIu64 " hosts fill %" PRIu64 " of %" PRIu64 " bytes", n,
+         s.map_used, s.map_size);
+    is_uint(n, to_format2(cf->store), "a nearly full store rewritten as "
+            "format 2");
+
+    rc = ina_store_open(cf, 0, &st, err, sizeof(err));
+    is_int(MDB_MAP_FULL, rc, "a read-write open cannot upgrade it");
+    like(err, "upgrading format 2 to 3", "...and says so: %s", err);
+    like(err, "raise map_size", "...and what to do");
+    if (rc == 0)
+        ina_store_close(st);
+    rc = ina_store_open(cf, INA_STORE_RDONLY, &ro, err, sizeof(err));
+    is_int(0, rc, "a read-only open reads it still");
+    if (rc == 0) {
+        ina_store_set_clock(ro, test_clock, &now);
+        is_uint(n, q(ro, INA_CONNECTION, "60,1", "10.0.0.0/16", 0, 0),
+                "...every host's connection, in format 2");
+        is_int(0, ina_store_stat(ro, &s), "...its statistics");
+        is_uint(2, s.format_version, "...of format 2");
+        ina_store_close(ro);
+    }
+    big = test_conf("v2full", "map_size = \"4M\"\nmonitors = {\"60,1\"}\n"
+                              "ipv4_prefixes = {32}\nipv6_prefixes = {}\n");
+    st = test_open(big);
+    ina_store_set_clock(st, test_clock, &now);
+    is_int(0, ina_store_stat(st, &s), "a larger map upgrades it");
+    is_uint(INA_FORMAT_VERSION, s.format_version, "...to format %d",
+            INA_FORMAT_VERSION);
+    is_uint(n, q(st, INA_CONNECTION, "60,1", "10.0.0.0/16", 0, 0),
+            "...every connection kept");
+    is_uint(n, s.counters, "...each host's counter once");
+    ina_store_close(st);
+    ina_conf_free(big);
+    ina_conf_free(cf);
 }
 
 int
@@ -802,6 +887,7 @@ main(void)
         ina_conf_free(c1);
     }
     format2_upgrade();
+    format2_full();
 
     /* A record holds 32 entries: a configuration whose width finds it
      * full of another's still counts exactly (in the counts database,
