@@ -299,13 +299,13 @@ clear_now(MDB_cursor *nc, struct clear_arg *a)
     size_t i, n;
     int rc;
 
-    rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST);
-    while (rc == 0 && now_key(&k)) {
+    rc = now_get(nc, &k, &v, MDB_FIRST);
+    while (rc == 0) {
         key = k.mv_data;
         memset(&p, 0, sizeof(p));
         if (k.mv_size != 2 + cidr_addrlen(key[0])
             || v.mv_size % sizeof(e) != 0) {
-            rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
+            rc = now_get(nc, &k, &v, MDB_NEXT);
             continue;
         }
         p.family = key[0];
@@ -313,7 +313,7 @@ clear_now(MDB_cursor *nc, struct clear_arg *a)
         p.has_mask = 1;
         memcpy(p.addr, key + 2, cidr_addrlen(key[0]));
         if (!admin_inside(&p, a->block)) {
-            rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
+            rc = now_get(nc, &k, &v, MDB_NEXT);
             continue;
         }
         n = v.mv_size / sizeof(e);
@@ -328,7 +328,7 @@ clear_now(MDB_cursor *nc, struct clear_arg *a)
             return rc;
         a->removed += n;
         a->st->now_delta -= (int64_t) n;
-        rc = mdb_cursor_get(nc, &k, &v, MDB_GET_CURRENT);
+        rc = now_get(nc, &k, &v, MDB_GET_CURRENT);
     }
     return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
 }
@@ -692,8 +692,8 @@ stat_now_edges(struct ina_store *st, MDB_cursor *nc, int64_t *oldest,
     size_t i;
     int rc;
 
-    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0 && now_key(&k);
-         rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT)) {
+    for (rc = now_get(nc, &k, &v, MDB_FIRST); rc == 0;
+         rc = now_get(nc, &k, &v, MDB_NEXT)) {
         if (v.mv_size % sizeof(e) != 0)
             continue;
         for (i = 0; i < v.mv_size / sizeof(e); i++) {
@@ -855,16 +855,12 @@ ina_walk(struct ina_store *st, const struct ina_walker *w)
         goto out;
     /* Then each prefix's newest windows: a counter of the same key as
      * one above is the rest of its count. */
-    rc = nc != NULL ? mdb_cursor_get(nc, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    rc = nc != NULL ? now_get(nc, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
     while (rc == 0) {
-        if (!now_key(&k)) {
-            rc = MDB_NOTFOUND;
-            break;
-        }
         if (w->counter != NULL
             && (rc = admin_walk_now(st, &k, &v, w)) != 0)
             goto out;
-        rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
+        rc = now_get(nc, &k, &v, MDB_NEXT);
     }
     if (rc != MDB_NOTFOUND || (rc = store_read_sessions(st, &sc)) != 0)
         goto out;

@@ -712,13 +712,8 @@ local_gather(MDB_cursor *nc, const struct env *ri, struct local_iter *it,
         /* In the index's order, the counts database's. */
         return rc == 0 || rc == MDB_NOTFOUND ? 0 : rc;
     }
-    for (rc = nc != NULL ? mdb_cursor_get(nc, &k, &v, MDB_FIRST)
-                         : MDB_NOTFOUND;
-         rc == 0; rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT)) {
-        if (!now_key(&k)) {
-            rc = MDB_NOTFOUND;  /* the named databases' records */
-            break;
-        }
+    for (rc = nc != NULL ? now_get(nc, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+         rc == 0; rc = now_get(nc, &k, &v, MDB_NEXT)) {
         if (!store_now_entry(&v, it->width, &e) || e.win < from)
             continue;
         if ((rc = local_take(it, &cap, &k, &e)) != 0)

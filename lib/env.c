@@ -266,7 +266,7 @@ env_open_recent(struct env *e, MDB_txn *txn, uint32_t width)
     return 0;
 }
 
-/* env_upgrade - make a store of format 1 one of format 2
+/* env_upgrade - note where format 1 left its windows (legacy_time)
  *
  * Format 1 kept every window in the counts database; the formats since
  * keep each prefix's newest windows in its now record.  The counts of

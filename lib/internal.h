@@ -244,6 +244,17 @@ now_key(const MDB_val *k)
            && (p[0] == 4 || p[0] == 6);
 }
 
+/* now_get - mdb_cursor_get on the now records: MDB_NOTFOUND past the
+ * last of them, at the named databases' records, so that every walk
+ * ends there as at the end of a database of its own */
+static inline int
+now_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+    int rc = mdb_cursor_get(c, k, v, op);
+
+    return rc == 0 && !now_key(k) ? MDB_NOTFOUND : rc;
+}
+
 /* Session keys: service length (u8) | service | family | mask length |
  * address.  Owner keys: pid (u32 BE) | process start time (u64 BE) |
  * service length | service | family | host address. */

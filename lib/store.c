@@ -1001,8 +1001,8 @@ store_now_drop(struct ina_store *st, MDB_txn *txn)
 
     if ((rc = mdb_cursor_open(txn, st->env->now, &c)) != 0)
         return rc;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && now_key(&k);
-         rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT))
+    for (rc = now_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = now_get(c, &k, &v, MDB_GET_CURRENT))
         if ((rc = mdb_cursor_del(c, 0)) != 0)
             break;
     mdb_cursor_close(c);
@@ -1044,16 +1044,12 @@ store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
         return rc;
     k.mv_data = st->now_pos;
     k.mv_size = st->now_poslen;
-    rc = st->now_poslen == 0 ? mdb_cursor_get(c, &k, &v, MDB_FIRST)
-                             : mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    rc = st->now_poslen == 0 ? now_get(c, &k, &v, MDB_FIRST)
+                             : now_get(c, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && done < limit && seen < 4 * limit) {
-        if (!now_key(&k)) {
-            rc = MDB_NOTFOUND;  /* the named databases' records */
-            break;
-        }
         seen++;
         if (v.mv_size % sizeof(ent[0]) != 0 || v.mv_size > sizeof(ent)) {
-            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            rc = now_get(c, &k, &v, MDB_NEXT);
             continue;
         }
         n = v.mv_size / sizeof(ent[0]);
@@ -1062,14 +1058,14 @@ store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
             if (!store_now_expired(st, &ent[i], now, all))
                 ent[m++] = ent[i];
         if (m == n) {
-            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            rc = now_get(c, &k, &v, MDB_NEXT);
             continue;
         }
         done += n - m;
         if (m == 0) {
             if ((rc = mdb_cursor_del(c, 0)) != 0)
                 break;
-            rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+            rc = now_get(c, &k, &v, MDB_GET_CURRENT);
             continue;
         }
         /* A put of another size moves the page's nodes: the key is
@@ -1089,7 +1085,7 @@ store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
         /* Then on from the key again, the cursor placed anew. */
         rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
         if (rc == 0)
-            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            rc = now_get(c, &k, &v, MDB_NEXT);
     }
     if (rc == 0 && k.mv_size <= sizeof(st->now_pos)) {
         /* Stopped by the limit: go on from this key next time. */
@@ -1279,8 +1275,8 @@ recent_create_txn(struct ina_store *st, MDB_txn *txn, void *arg)
     st->recent_opened = 1;
     if ((rc = mdb_cursor_open(txn, st->env->now, &nc)) != 0)
         return rc;
-    for (rc = mdb_cursor_get(nc, &k, &v, MDB_FIRST); rc == 0 && now_key(&k);
-         rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT))
+    for (rc = now_get(nc, &k, &v, MDB_FIRST); rc == 0;
+         rc = now_get(nc, &k, &v, MDB_NEXT))
         if (store_now_entry(&v, st->widths[0].width, &e)
             && (rc = store_recent_note(st, nc, &e, k.mv_data, k.mv_size))
                    != 0)

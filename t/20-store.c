@@ -164,7 +164,9 @@ key_cmp_check(void)
             runs);
 }
 
-/* put_format - write a store's format record, as LMDB directly */
+/* put_format - write a store's format record, as LMDB directly: not
+ * env.c's writer, so that a change of the record's layout fails the
+ * tests of older stores instead of following them */
 
 static void
 put_format(MDB_txn *txn, MDB_dbi meta, uint32_t version)
