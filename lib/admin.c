@@ -294,17 +294,17 @@ clear_now(MDB_cursor *nc, struct clear_arg *a)
 {
     struct ina_cidr p;
     const uint8_t *key;
-    struct nent e;
+    struct nent ent[NENT_MAX];
     MDB_val k, v;
     size_t i, n;
-    int rc;
+    int rc, got;
 
     rc = now_get(nc, &k, &v, MDB_FIRST);
     while (rc == 0) {
         key = k.mv_data;
         memset(&p, 0, sizeof(p));
         if (k.mv_size != 2 + cidr_addrlen(key[0])
-            || v.mv_size % sizeof(e) != 0) {
+            || (got = store_now_unpack(a->st->env->format, &v, ent)) < 0) {
             rc = now_get(nc, &k, &v, MDB_NEXT);
             continue;
         }
@@ -316,14 +316,11 @@ clear_now(MDB_cursor *nc, struct clear_arg *a)
             rc = now_get(nc, &k, &v, MDB_NEXT);
             continue;
         }
-        n = v.mv_size / sizeof(e);
-        for (i = 0; i < n && p.plen == a->gran; i++) {
-            memcpy(&e, (const uint8_t *) v.mv_data + i * sizeof(e),
-                   sizeof(e));
-            if ((rc = clear_note(a, e.width, e.win, e.d, INA_NEVENTS, ""))
-                != 0)
+        n = (size_t) got;
+        for (i = 0; i < n && p.plen == a->gran; i++)
+            if ((rc = clear_note(a, ent[i].width, ent[i].win, ent[i].d,
+                                 INA_NEVENTS, "")) != 0)
                 return rc;
-        }
         if ((rc = mdb_cursor_del(nc, 0)) != 0)
             return rc;
         a->removed += n;
@@ -341,10 +338,11 @@ clear_take_now(struct clear_arg *a, MDB_txn *txn, const uint8_t *pkey,
                size_t pklen, uint32_t width, uint32_t window, uint64_t *rem)
 {
     struct nent ent[NENT_MAX];
+    uint8_t buf[NVAL_MAX];
     MDB_dbi dbi = a->st->env->now;
     MDB_val k, v;
     size_t i, n, e;
-    int rc, zero;
+    int rc, zero, got;
 
     /* By the transaction's own lookups, not the cursor that walked the
      * database to its end: a put through that cursor was seen to leave
@@ -353,10 +351,9 @@ clear_take_now(struct clear_arg *a, MDB_txn *txn, const uint8_t *pkey,
     k.mv_size = pklen;
     if ((rc = mdb_get(txn, dbi, &k, &v)) != 0)
         return rc == MDB_NOTFOUND ? 0 : rc;
-    if (v.mv_size % sizeof(ent[0]) != 0 || v.mv_size > sizeof(ent))
+    if ((got = store_now_unpack(a->st->env->format, &v, ent)) < 0)
         return 0;
-    n = v.mv_size / sizeof(ent[0]);
-    memcpy(ent, v.mv_data, v.mv_size);
+    n = (size_t) got;
     for (i = 0; i < n; i++)
         if (ent[i].width == width && ent[i].win == window)
             break;
@@ -378,8 +375,8 @@ clear_take_now(struct clear_arg *a, MDB_txn *txn, const uint8_t *pkey,
         if (n == 0)
             return mdb_del(txn, dbi, &k, NULL);
     }
-    v.mv_data = ent;
-    v.mv_size = n * sizeof(ent[0]);
+    v.mv_data = buf;
+    v.mv_size = store_now_pack(ent, n, buf);
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
@@ -687,21 +684,17 @@ stat_now_edges(struct ina_store *st, MDB_cursor *nc, int64_t *oldest,
                int64_t *newest)
 {
     int64_t now = st->clock(st->clock_arg), t;
-    struct nent e;
+    struct nent ent[NENT_MAX];
     MDB_val k, v;
-    size_t i;
-    int rc;
+    int rc, i, n;
 
     for (rc = now_get(nc, &k, &v, MDB_FIRST); rc == 0;
          rc = now_get(nc, &k, &v, MDB_NEXT)) {
-        if (v.mv_size % sizeof(e) != 0)
-            continue;
-        for (i = 0; i < v.mv_size / sizeof(e); i++) {
-            memcpy(&e, (const uint8_t *) v.mv_data + i * sizeof(e),
-                   sizeof(e));
-            if (store_now_expired(st, &e, now, 0))
+        n = store_now_unpack(st->env->format, &v, ent);
+        for (i = 0; i < n; i++) {
+            if (store_now_expired(st, &ent[i], now, 0))
                 continue;
-            t = (int64_t) e.win * e.width;
+            t = (int64_t) ent[i].win * ent[i].width;
             if (*oldest == 0 || t < *oldest)
                 *oldest = t;
             if (t > *newest)
@@ -789,32 +782,31 @@ admin_walk_now(struct ina_store *st, const MDB_val *k, const MDB_val *v,
 {
     const uint8_t *key = k->mv_data;
     struct ina_counter ctr;
-    struct nent e;
+    struct nent ent[NENT_MAX], *e;
     int64_t now = st->clock(st->clock_arg);
-    size_t i, n;
     unsigned family;
-    int rc;
+    int rc, i, n;
 
-    if (k->mv_size < 2 || v->mv_size % sizeof(e) != 0)
+    if (k->mv_size < 2
+        || (n = store_now_unpack(st->env->format, v, ent)) < 0)
         return 0;
     family = key[0];
     if ((family != 4 && family != 6)
         || k->mv_size != 2 + cidr_addrlen((int) family)
         || key[1] > cidr_maxlen((int) family))
         return 0;
-    n = v->mv_size / sizeof(e);
     for (i = 0; i < n; i++) {
-        memcpy(&e, (const uint8_t *) v->mv_data + i * sizeof(e), sizeof(e));
-        if (store_now_expired(st, &e, now, 0))
+        e = &ent[i];
+        if (store_now_expired(st, e, now, 0))
             continue;
         memset(&ctr, 0, sizeof(ctr));
-        ctr.width = e.width;
-        ctr.window = e.win;
+        ctr.width = e->width;
+        ctr.window = e->win;
         ctr.prefix.family = (uint8_t) family;
         ctr.prefix.plen = key[1];
         ctr.prefix.has_mask = 1;
         memcpy(ctr.prefix.addr, key + 2, cidr_addrlen((int) family));
-        memcpy(ctr.count, e.d, sizeof(ctr.count));
+        memcpy(ctr.count, e->d, sizeof(ctr.count));
         if ((rc = w->counter(w->arg, &ctr)) != 0)
             return rc;
     }
@@ -1150,7 +1142,8 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
             if (key.mv_size != 2 + alen
                 || memcmp(key.mv_data, pfx + 8, 2) != 0)
                 break;
-            if (store_now_entry(&v, mon->width, &e) && e.win == cur - wi) {
+            if (store_now_entry(st->env->format, &v, mon->width, &e)
+                && e.win == cur - wi) {
                 x = e.d[ev];
                 if ((rc = top_add(&l, (uint8_t *) key.mv_data + 2, alen,
                                   plen, x)) != 0)

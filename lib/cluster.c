@@ -619,6 +619,7 @@ struct litem {
 struct local_iter {
     MDB_cursor *cc;
     uint32_t width;
+    uint32_t format;          /* the store's, for its now values */
     int rc;                   /* of cc's last move */
     MDB_val k, v;
     struct litem *nv;
@@ -703,7 +704,7 @@ local_gather(MDB_cursor *nc, const struct env *ri, struct local_iter *it,
                 continue;
             if (rc != 0)
                 break;
-            if (store_now_entry(&pv, it->width, &e)
+            if (store_now_entry(it->format, &pv, it->width, &e)
                 && e.win == be_get((uint8_t *) k.mv_data + 4, 4)
                 && (rc = local_take(it, &cap, &pk, &e)) != 0)
                 break;
@@ -714,7 +715,8 @@ local_gather(MDB_cursor *nc, const struct env *ri, struct local_iter *it,
     }
     for (rc = nc != NULL ? now_get(nc, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
          rc == 0; rc = now_get(nc, &k, &v, MDB_NEXT)) {
-        if (!store_now_entry(&v, it->width, &e) || e.win < from)
+        if (!store_now_entry(it->format, &v, it->width, &e)
+            || e.win < from)
             continue;
         if ((rc = local_take(it, &cap, &k, &e)) != 0)
             return rc;
@@ -765,8 +767,9 @@ local_next(struct local_iter *it)
 /* local_begin - the local counters of width from window from on */
 
 static int
-local_begin(struct local_iter *it, MDB_cursor *cc, MDB_cursor *nc,
-            const struct env *ri, uint32_t width, uint32_t from)
+local_begin(struct local_iter *it, uint32_t format, MDB_cursor *cc,
+            MDB_cursor *nc, const struct env *ri, uint32_t width,
+            uint32_t from)
 {
     uint8_t probe[8];
     int rc;
@@ -774,6 +777,7 @@ local_begin(struct local_iter *it, MDB_cursor *cc, MDB_cursor *nc,
     memset(it, 0, sizeof(*it));
     it->cc = cc;
     it->width = width;
+    it->format = format;
     if ((rc = local_gather(nc, ri, it, from)) != 0)
         return rc;
     be_put(probe, width, 4);
@@ -790,9 +794,9 @@ local_begin(struct local_iter *it, MDB_cursor *cc, MDB_cursor *nc,
  * before safe is taken for expiry */
 
 static int
-scan_counters(MDB_cursor *cc, MDB_cursor *nc, const struct env *ri,
-              MDB_cursor *pc, uint32_t width, uint32_t from,
-              uint32_t cutoff, int merge, struct changes *ch,
+scan_counters(uint32_t format, MDB_cursor *cc, MDB_cursor *nc,
+              const struct env *ri, MDB_cursor *pc, uint32_t width,
+              uint32_t from, uint32_t cutoff, int merge, struct changes *ch,
               size_t *forget)
 {
     uint8_t probe[1 + 8];
@@ -830,7 +834,7 @@ scan_counters(MDB_cursor *cc, MDB_cursor *nc, const struct env *ri,
         return 0;
     /* The merge of the local counters with the published table from
      * window from. */
-    if ((rc = local_begin(&it, cc, nc, ri, width, from)) != 0)
+    if ((rc = local_begin(&it, format, cc, nc, ri, width, from)) != 0)
         goto out;
     be_put(probe + 1, width, 4);
     be_put(probe + 5, from, 4);
@@ -1032,7 +1036,8 @@ scan_follow(struct ina_store *st, MDB_txn *txn, size_t n0, uint32_t from0,
                     kv.mv_data = key + 9;
                     kv.mv_size = klen - 9;
                     rc = mdb_get(txn, st->env->now, &kv, &v);
-                    if (rc == 0 && store_now_entry(&v, w, &e)
+                    if (rc == 0
+                        && store_now_entry(st->env->format, &v, w, &e)
                         && e.win == win)
                         for (ev = 0; ev < INA_NEVENTS; ev++)
                             a[ev] = sat_add(a[ev], e.d[ev]);
@@ -1094,8 +1099,9 @@ cluster_scan(struct ina_store *st, int full, int64_t now,
                                           cur)
                  ? st->env
                  : NULL;
-        rc = scan_counters(cc, nc, ri, pc, st->widths[wi].width, from,
-                           cutoff, full || wi == 0, ch, &forget);
+        rc = scan_counters(st->env->format, cc, nc, ri, pc,
+                           st->widths[wi].width, from, cutoff,
+                           full || wi == 0, ch, &forget);
         if (wi == 0)
             n0 = ch->n;
     }

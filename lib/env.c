@@ -316,6 +316,22 @@ env_upgrade(MDB_txn *txn, struct env *e)
     return store_meta_put_u64(txn, e->meta, "legacy_time", legacy);
 }
 
+/* env_pack - a now value of format 2 or 3 as format 4's, in buf
+ * (NVAL_MAX bytes): 0, or -1 if it is not one (it counted nothing) */
+
+static int
+env_pack(const MDB_val *v, uint8_t *buf, MDB_val *out)
+{
+    struct nent ent[NENT_MAX];
+    int n;
+
+    if ((n = store_now_unpack(NOW_PACKED_FORMAT - 1, v, ent)) <= 0)
+        return -1;
+    out->mv_data = buf;
+    out->mv_size = store_now_pack(ent, (size_t) n, buf);
+    return 0;
+}
+
 /* env_upgrade_now - move format 2's now database into the main one
  *
  * Format 2 kept the now records in a named database; format 3 keeps them
@@ -323,16 +339,18 @@ env_upgrade(MDB_txn *txn, struct env *e)
  * (internal.h, now_key).  A renewed read transaction must look a named
  * database's record up in the main database before its first read of it
  * (LMDB marks them stale), a tenth of a point query's instructions that
- * the main database never costs.  The records are copied in key order
- * and the old database deleted, in the caller's transaction: the map
- * must hold both copies until it commits. */
+ * the main database never costs.  The records are copied in key order,
+ * packed as format 4's (env_upgrade_pack), and the old database deleted,
+ * in the caller's transaction: the map must hold both copies until it
+ * commits. */
 
 static int
 env_upgrade_now(MDB_txn *txn, MDB_dbi main)
 {
+    uint8_t buf[NVAL_MAX];
     MDB_cursor *c;
     MDB_dbi old;
-    MDB_val k, v;
+    MDB_val k, v, pv;
     int rc;
 
     if ((rc = mdb_dbi_open(txn, "now", 0, &old)) != 0)
@@ -341,15 +359,56 @@ env_upgrade_now(MDB_txn *txn, MDB_dbi main)
         || (rc = mdb_cursor_open(txn, old, &c)) != 0)
         return rc;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
-        if (!now_key(&k) || (rc = mdb_put(txn, main, &k, &v, 0)) != 0)
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (!now_key(&k))
             break;
+        if (env_pack(&v, buf, &pv) == 0
+            && (rc = mdb_put(txn, main, &k, &pv, 0)) != 0)
+            break;
+    }
     mdb_cursor_close(c);
     if (rc == 0)
         rc = MDB_CORRUPTED;     /* a key no now record has */
     if (rc != MDB_NOTFOUND)
         return rc;
     return mdb_drop(txn, old, 1);
+}
+
+/* env_upgrade_pack - pack format 3's now values as format 4's
+ *
+ * In place in the main database, in the caller's transaction, which
+ * copies every leaf page of the now records: the map must hold both
+ * copies until it commits.  A value that is not one (it counted
+ * nothing, and a record of its prefix failed on it) is deleted.  A put
+ * of another size moves the page's nodes, so each is made by key from
+ * a copy, and the cursor placed anew after it (store_expire_now). */
+
+static int
+env_upgrade_pack(MDB_txn *txn, MDB_dbi main)
+{
+    uint8_t kbuf[NKEY_MAX], buf[NVAL_MAX];
+    MDB_cursor *c;
+    MDB_val k, v, pv;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, main, &c)) != 0)
+        return rc;
+    rc = now_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (env_pack(&v, buf, &pv) != 0) {
+            if ((rc = mdb_cursor_del(c, 0)) == 0)
+                rc = now_get(c, &k, &v, MDB_GET_CURRENT);
+            continue;
+        }
+        memcpy(kbuf, k.mv_data, k.mv_size);
+        k.mv_data = kbuf;
+        if ((rc = mdb_put(txn, main, &k, &pv, 0)) != 0)
+            break;
+        if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY)) == 0)
+            rc = now_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
 }
 
 /* env_put_format - write the format record */
@@ -441,6 +500,7 @@ env_open_dbis(struct env *e, char *errbuf, size_t errlen)
     if (!e->rdonly && version < INA_FORMAT_VERSION) {
         if ((version == 1 && (rc = env_upgrade(txn, e)) != 0)
             || (version == 2 && (rc = env_upgrade_now(txn, e->now)) != 0)
+            || (version == 3 && (rc = env_upgrade_pack(txn, e->now)) != 0)
             || (rc = env_put_format(txn, e->meta, INA_FORMAT_VERSION)) != 0) {
             mdb_txn_abort(txn);
             return err_set(errbuf, errlen, rc, "store %s: upgrading format "

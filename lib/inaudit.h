@@ -44,8 +44,9 @@ extern "C" {
 /* Version of the on-disk format.  A store written with a later format is
  * refused at open with INA_EVERSION; one of an older format is read as it
  * is by a read-only handle and upgraded by a read-write open (version 1:
- * no now records; version 2: the now records in a named database). */
-#define INA_FORMAT_VERSION 3
+ * no now records; version 2: the now records in a named database;
+ * version 3: their values not packed). */
+#define INA_FORMAT_VERSION 4
 
 #if defined(__GNUC__) || defined(__clang__)
 #define INA_NONNULL(...) __attribute__((__nonnull__(__VA_ARGS__)))

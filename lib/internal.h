@@ -215,7 +215,8 @@ void env_release(struct env *e);
 /* The now records: a key per prefix, family (u8) | mask length (u8) |
  * address, as a counter key after its width and window.
  * Its value holds, for each width with events of the prefix, the newest
- * such window and its counts: entries ascending by width, native order.
+ * such window and its counts: entries ascending by width (packed on
+ * disk, below; struct nent in memory).
  * Every other window of the prefix is in the counts database, whose
  * total for a key is its value plus the now entry of that width when
  * the entry is of the key's window.  A flush writes a prefix's widths
@@ -227,6 +228,18 @@ struct nent {
 };
 #define NENT_MAX INA_MAX_MONITORS
 #define NKEY_MAX (2 + 16)
+
+/* A now value on disk.  Formats 2 and 3 held the entries as struct nent
+ * is (32 bytes each).  Format 4 packs each: its width and window (u32,
+ * native order), a byte with bit e set for each event e whose count is
+ * not zero, and those counts as LEB128 varints in event order, so that
+ * a source's first connection and rejection take 11 bytes a width.  A
+ * flush copies every leaf page it touches, and random prefixes touch
+ * one page each: three times as many records to a page made a
+ * transaction of them cost half as much (store.c, store_now_pack). */
+#define NPACK_MAX (8 + 1 + INA_NEVENTS * 10)
+#define NVAL_MAX (NENT_MAX * NPACK_MAX)
+#define NOW_PACKED_FORMAT 4
 
 /* now_key - is k a now record's key?
  *
@@ -367,10 +380,13 @@ int store_now_add(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
 int store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
                     const uint8_t *pkey, size_t pklen, const struct nent *add,
                     size_t n, int64_t time);
-int store_now_entry(const MDB_val *v, uint32_t width, struct nent *out);
-int store_now_sum(MDB_cursor *nc, uint32_t width, uint32_t win, int family,
-                  unsigned gran, const uint8_t *lo, const uint8_t *hi,
-                  size_t field, uint64_t *sum);
+size_t store_now_pack(const struct nent *e, size_t n, uint8_t *out);
+int store_now_unpack(uint32_t format, const MDB_val *v, struct nent *out);
+int store_now_entry(uint32_t format, const MDB_val *v, uint32_t width,
+                    struct nent *out);
+int store_now_sum(uint32_t format, MDB_cursor *nc, uint32_t width,
+                  uint32_t win, int family, unsigned gran, const uint8_t *lo,
+                  const uint8_t *hi, size_t field, uint64_t *sum);
 int store_add_counts(MDB_cursor *cur, const uint8_t *key, size_t klen,
                      const uint64_t *d);
 

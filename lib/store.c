@@ -453,14 +453,15 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
 {
     struct nent old[NENT_MAX], out[NENT_MAX];
     const struct nent *noted = NULL;
-    size_t no, i, j, m = 0, e;
+    uint8_t buf[NVAL_MAX];
+    size_t no, i, j, m = 0, e, olen;
     MDB_val k, v;
-    int rc;
+    int rc, got;
 
     k.mv_data = (void *) pkey;
     k.mv_size = pklen;
-    v.mv_data = (void *) add;
-    v.mv_size = n * sizeof(add[0]);
+    v.mv_data = buf;
+    v.mv_size = store_now_pack(add, n, buf);
     if ((rc = mdb_cursor_put(nc, &k, &v, MDB_NOOVERWRITE)) != MDB_KEYEXIST) {
         if (rc != 0)
             return rc;
@@ -470,11 +471,10 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
                 return store_recent_note(st, nc, &add[j], pkey, pklen);
         return 0;
     }
-    if (v.mv_size == 0 || v.mv_size % sizeof(old[0]) != 0
-        || v.mv_size > sizeof(old))
+    if ((got = store_now_unpack(st->env->format, &v, old)) <= 0)
         return MDB_CORRUPTED;
-    no = v.mv_size / sizeof(old[0]);
-    memcpy(old, v.mv_data, v.mv_size);
+    no = (size_t) got;
+    olen = v.mv_size;
     /* Both ascend by width. */
     for (i = j = 0; i < no || j < n;) {
         if (j == n || (i < no && old[i].width < add[j].width)) {
@@ -519,13 +519,14 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
     }
     k.mv_data = (void *) pkey;
     k.mv_size = pklen;
-    v.mv_data = out;
-    v.mv_size = m * sizeof(out[0]);
+    v.mv_data = buf;
+    v.mv_size = store_now_pack(out, m, buf);
     st->now_delta += (int64_t) m - (int64_t) no;
     /* MDB_CURRENT only in place; a value of another size is put by key,
      * as everywhere the now database's values change size (the puts of
      * store_expire_now and clear_take_now in admin.c say why). */
-    if ((rc = mdb_cursor_put(nc, &k, &v, m == no ? MDB_CURRENT : 0)) != 0)
+    if ((rc = mdb_cursor_put(nc, &k, &v, v.mv_size == olen ? MDB_CURRENT
+                                                            : 0)) != 0)
         return rc;
     /* The index after the record's last put: nothing between the
      * first put and the second may move nc. */
@@ -533,18 +534,164 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
                          : 0;
 }
 
-/* store_now_entry - copy a now value's entry of a width to *out: 1, or
- * 0 if it has none (a value not a whole number of entries has none)
+/* now_varint - read a LEB128 varint of at most 64 bits at *p, before
+ * end: 0, or -1 if it runs past end or past 64 bits */
+
+static int
+now_varint(const uint8_t **p, const uint8_t *end, uint64_t *x)
+{
+    const uint8_t *q = *p;
+    unsigned shift;
+    uint8_t b;
+
+    *x = 0;
+    for (shift = 0; q < end && shift <= 63; shift += 7) {
+        b = *q++;
+        if (shift == 63 && b > 1)
+            return -1;
+        *x |= (uint64_t) (b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *p = q;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* now_entry_at - read the packed entry at *p (format 4), before end,
+ * into *out and step over it: 0, or -1 if it is malformed */
+
+static int
+now_entry_at(const uint8_t **p, const uint8_t *end, struct nent *out)
+{
+    const uint8_t *q = *p;
+    unsigned mask, e;
+
+    if (end - q < 9 || (mask = q[8]) >> INA_NEVENTS)
+        return -1;
+    memcpy(&out->width, q, 4);
+    memcpy(&out->win, q + 4, 4);
+    q += 9;
+    for (e = 0; e < INA_NEVENTS; e++) {
+        out->d[e] = 0;
+        if (!(mask & 1u << e))
+            continue;
+        /* Most counts take one byte. */
+        if (q < end && *q < 0x80)
+            out->d[e] = *q++;
+        else if (now_varint(&q, end, &out->d[e]) != 0)
+            return -1;
+    }
+    *p = q;
+    return 0;
+}
+
+/* now_skip - step over the packed entry at *p, before end, learning
+ * only its width: 0, or -1 if it is malformed (as now_entry_at) */
+
+static int
+now_skip(const uint8_t **p, const uint8_t *end, uint32_t *width)
+{
+    const uint8_t *q = *p;
+    unsigned mask, e;
+    uint64_t x;
+
+    if (end - q < 9 || (mask = q[8]) >> INA_NEVENTS)
+        return -1;
+    memcpy(width, q, 4);
+    q += 9;
+    for (e = 0; e < INA_NEVENTS; e++) {
+        if (!(mask & 1u << e))
+            continue;
+        if (q < end && *q < 0x80)
+            q++;
+        else if (now_varint(&q, end, &x) != 0)
+            return -1;
+    }
+    *p = q;
+    return 0;
+}
+
+/* store_now_pack - pack n entries (ascending by width) as format 4's now
+ * value into out (NVAL_MAX bytes); returns its length */
+
+size_t
+store_now_pack(const struct nent *e, size_t n, uint8_t *out)
+{
+    uint8_t *p = out, *mask;
+    uint64_t x;
+    size_t i, j;
+
+    for (i = 0; i < n; i++) {
+        memcpy(p, &e[i].width, 4);
+        memcpy(p + 4, &e[i].win, 4);
+        mask = p + 8;
+        *mask = 0;
+        p += 9;
+        for (j = 0; j < INA_NEVENTS; j++) {
+            if ((x = e[i].d[j]) == 0)
+                continue;
+            *mask |= (uint8_t) (1u << j);
+            for (; x >= 0x80; x >>= 7)
+                *p++ = (uint8_t) (x | 0x80);
+            *p++ = (uint8_t) x;
+        }
+    }
+    return (size_t) (p - out);
+}
+
+/* store_now_unpack - the entries of a now value of a store's format into
+ * out (NENT_MAX of them): how many, or -1 if the value is not one (a
+ * length no number of entries has, a varint that runs on, an unknown
+ * event, widths out of order, too many entries)
  *
  * Copied: LMDB aligns values to two bytes only. */
 
 int
-store_now_entry(const MDB_val *v, uint32_t width, struct nent *out)
+store_now_unpack(uint32_t format, const MDB_val *v, struct nent *out)
 {
-    const uint8_t *p = v->mv_data;
+    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
+    int n;
+
+    if (format < NOW_PACKED_FORMAT) {
+        if (v->mv_size % sizeof(*out) != 0
+            || v->mv_size > NENT_MAX * sizeof(*out))
+            return -1;
+        memcpy(out, p, v->mv_size);
+        return (int) (v->mv_size / sizeof(*out));
+    }
+    for (n = 0; p < end; n++)
+        if (n == NENT_MAX || now_entry_at(&p, end, &out[n]) != 0
+            || (n > 0 && out[n].width <= out[n - 1].width))
+            return -1;
+    return n;
+}
+
+/* store_now_entry - copy a now value's entry of a width to *out: 1, or
+ * 0 if it has none (nor has a value malformed before that entry)
+ *
+ * Copied: LMDB aligns values to two bytes only. */
+
+int
+store_now_entry(uint32_t format, const MDB_val *v, uint32_t width,
+                struct nent *out)
+{
+    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
     size_t n = v->mv_size / sizeof(*out), i;
     uint32_t w;
 
+    if (format >= NOW_PACKED_FORMAT) {
+        /* The widths ascend: the entry is found on the way, and the
+         * counts of those before are stepped over, not read. */
+        while (end - p >= 9) {
+            memcpy(&w, p, sizeof(w));
+            if (w == width)
+                return now_entry_at(&p, end, out) == 0;
+            if (w > width || now_skip(&p, end, &w) != 0)
+                return 0;
+        }
+        return 0;
+    }
     if (v->mv_size % sizeof(*out) != 0)
         return 0;
     for (i = 0; i < n; i++) {
@@ -562,9 +709,9 @@ store_now_entry(const MDB_val *v, uint32_t width, struct nent *out)
  * the block lo .. hi at granularity gran to *sum (field: the event) */
 
 int
-store_now_sum(MDB_cursor *nc, uint32_t width, uint32_t win, int family,
-              unsigned gran, const uint8_t *lo, const uint8_t *hi,
-              size_t field, uint64_t *sum)
+store_now_sum(uint32_t format, MDB_cursor *nc, uint32_t width, uint32_t win,
+              int family, unsigned gran, const uint8_t *lo,
+              const uint8_t *hi, size_t field, uint64_t *sum)
 {
     uint8_t key[NKEY_MAX];
     unsigned alen = cidr_addrlen(family);
@@ -582,7 +729,7 @@ store_now_sum(MDB_cursor *nc, uint32_t width, uint32_t win, int family,
         if (k.mv_size != 2 + alen || memcmp(k.mv_data, key, 2) != 0
             || memcmp((uint8_t *) k.mv_data + 2, hi, alen) > 0)
             break;
-        if (store_now_entry(&v, width, &e) && e.win == win)
+        if (store_now_entry(format, &v, width, &e) && e.win == win)
             *sum = sat_add(*sum, e.d[field]);
         rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
     }
@@ -1023,12 +1170,12 @@ store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
                  size_t limit, int all, uint64_t *removed)
 {
     struct nent ent[NENT_MAX];
-    uint8_t kbuf[NKEY_MAX];
+    uint8_t kbuf[NKEY_MAX], vbuf[NVAL_MAX];
     uint64_t mark = 0;
     size_t i, n, m, done = 0, seen = 0;
     MDB_cursor *c;
     MDB_val k, v;
-    int rc;
+    int rc, got;
 
     for (i = 0; i < st->nwidths; i++)
         mark += (uint64_t) (now / st->widths[i].width);
@@ -1048,12 +1195,11 @@ store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
                              : now_get(c, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && done < limit && seen < 4 * limit) {
         seen++;
-        if (v.mv_size % sizeof(ent[0]) != 0 || v.mv_size > sizeof(ent)) {
+        if ((got = store_now_unpack(st->env->format, &v, ent)) < 0) {
             rc = now_get(c, &k, &v, MDB_NEXT);
             continue;
         }
-        n = v.mv_size / sizeof(ent[0]);
-        memcpy(ent, v.mv_data, v.mv_size);
+        n = (size_t) got;
         for (i = m = 0; i < n; i++)
             if (!store_now_expired(st, &ent[i], now, all))
                 ent[m++] = ent[i];
@@ -1078,8 +1224,8 @@ store_expire_now(struct ina_store *st, MDB_txn *txn, int64_t now,
         }
         memcpy(kbuf, k.mv_data, k.mv_size);
         k.mv_data = kbuf;
-        v.mv_data = ent;
-        v.mv_size = m * sizeof(ent[0]);
+        v.mv_data = vbuf;
+        v.mv_size = store_now_pack(ent, m, vbuf);
         if ((rc = mdb_put(txn, st->env->now, &k, &v, 0)) != 0)
             break;
         /* Then on from the key again, the cursor placed anew. */
@@ -1277,7 +1423,7 @@ recent_create_txn(struct ina_store *st, MDB_txn *txn, void *arg)
         return rc;
     for (rc = now_get(nc, &k, &v, MDB_FIRST); rc == 0;
          rc = now_get(nc, &k, &v, MDB_NEXT))
-        if (store_now_entry(&v, st->widths[0].width, &e)
+        if (store_now_entry(st->env->format, &v, st->widths[0].width, &e)
             && (rc = store_recent_note(st, nc, &e, k.mv_data, k.mv_size))
                    != 0)
             break;
@@ -1745,7 +1891,7 @@ store_point(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
         k.mv_data = (void *) (key + 8);
         k.mv_size = klen - 8;
         rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-        if (rc == 0 && store_now_entry(&v, width, &e)) {
+        if (rc == 0 && store_now_entry(st->env->format, &v, width, &e)) {
             if (e.win == win) {
                 memcpy(st->pt_val, e.d, sizeof(st->pt_val));
                 hist = (uint64_t) win * width <= st->env->legacy_time;
@@ -1898,9 +2044,9 @@ ina_query(struct ina_store *st, enum ina_event ev, const char *monitor,
                 if (rc == 0
                     && (rc = store_read_cursor(st, STORE_RNOW, &c)) == 0
                     && c != NULL)
-                    rc = store_now_sum(c, mon->width, cur - i,
-                                       block->family, gran, lo, hi,
-                                       (size_t) ev, &sum);
+                    rc = store_now_sum(st->env->format, c, mon->width,
+                                       cur - i, block->family, gran, lo,
+                                       hi, (size_t) ev, &sum);
             } else if ((rc = store_point(st, txn, pfx, klen, &val)) == 0
                        && (rc = batch_pending(st, txn, pfx, klen, (int) ev,
                                               &x)) == 0) {

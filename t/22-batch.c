@@ -287,23 +287,37 @@ tree(const struct ina_conf *conf, const char *host)
         if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size >= sizeof(cnt))
             memcpy(&cnt, v.mv_data, sizeof(cnt));
         /* And the host's now record, in the main database: its 60 s
-         * entry, if of this window (width, window, then the counts: u32,
-         * u32, u64 each). */
+         * entry, if of this window.  Read here without the library:
+         * format 4 packs each entry as width and window (u32 each), a
+         * byte of the events it has, then their counts as LEB128. */
         if (mdb_dbi_open(txn, NULL, 0, &dbi) != 0)
             _exit(255);
         k.mv_data = key + 8;
         k.mv_size = sizeof(key) - 8;
-        if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size % 32 == 0)
-            for (i = 0; (size_t) i < v.mv_size / 32; i++) {
-                uint32_t ew, en;
-                uint64_t x;
+        if (mdb_get(txn, dbi, &k, &v) == 0) {
+            const uint8_t *p = v.mv_data, *end = p + v.mv_size;
 
-                memcpy(&ew, (uint8_t *) v.mv_data + 32 * i, 4);
-                memcpy(&en, (uint8_t *) v.mv_data + 32 * i + 4, 4);
-                memcpy(&x, (uint8_t *) v.mv_data + 32 * i + 8, 8);
+            while (end - p >= 9) {
+                uint32_t ew, en;
+                uint64_t x[INA_NEVENTS];
+                unsigned mask = p[8], e, shift;
+
+                memcpy(&ew, p, 4);
+                memcpy(&en, p + 4, 4);
+                p += 9;
+                for (e = 0; e < INA_NEVENTS; e++) {
+                    x[e] = 0;
+                    for (shift = 0; (mask & 1u << e) && p < end;
+                         shift += 7) {
+                        x[e] |= (uint64_t) (*p & 0x7f) << shift;
+                        if ((*p++ & 0x80) == 0)
+                            break;
+                    }
+                }
                 if (ew == 60 && en == win)
-                    cnt += x;
+                    cnt += x[INA_CONNECTION];
             }
+        }
         mdb_txn_abort(txn);
         mdb_env_close(env);
         _exit(cnt < 255 ? (int) cnt : 254);

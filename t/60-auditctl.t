@@ -263,7 +263,7 @@ ok_program "...while 300,12 keeps it as window 2" 0 303 \
 out=$(at "$T11" "$AUDITCTL" -c "$conf" stats)
 is 0 $? "stats exits 0"
 like "$out" "^store +$dir/store\$" "stats names the store"
-like "$out" '^format_version +3$' "...the format version"
+like "$out" '^format_version +4$' "...the format version"
 like "$out" '^map_size +16777216 \(16\.0 MiB\)$' "...the map size"
 like "$out" '^counters +28$' "...28 counters (2 widths x 14)"
 like "$out" '^sessions +6$' "...6 session gauge records (2 services x 3)"

@@ -92,7 +92,7 @@ is '[{"family":6,"prefix":32,"total":120,"blocks":[{"rank":1,"cidr":"2001:db8::/
 ok "stats --json" doc_of --json stats
 is '["store","format_version","map_size","map_used","map_use_percent","file_size","page_size","counters","sessions","owners","readers_max","readers_used","readers_stale","degraded","reaped","dropped","oldest_window","newest_window","entries","session_entries","cluster"]' \
     "$(j keys_unsorted)" "the stable keys, in order"
-is '[3,16777216,48,3,0,0,0,1699999200,1700000400,null]' \
+is '[4,16777216,48,3,0,0,0,1699999200,1700000400,null]' \
     "$(j '[.format_version, .map_size, .counters, .sessions, .owners, .degraded, .dropped, .oldest_window, .newest_window, .cluster]')" \
     "format, map size, counters, sessions, owners, degraded, dropped, windows, cluster"
 is true "$(j '.map_used > 0 and .map_used <= .map_size and .file_size > 0')" \
