@@ -110,6 +110,8 @@
 /* A table at least this fraction full is read and cleared whole, in
  * order, rather than slot by slot through its claim list. */
 #define PEND_SCAN_FRACTION 8u
+/* Apply arrays at least this large are lent back after a flush. */
+#define PSET_LEND_MIN (1u << 20)
 /* Each epoch's table of buffered sessions has a sixteenth as many. */
 #define PEND_SESSION_SHIFT 4
 /* Bytes of the file per slot of each table: the slot and its list entry,
@@ -970,6 +972,39 @@ pset_apply(struct ina_store *st, MDB_txn *txn, struct pset *set)
     for (i = 0; i < set->n && rc == 0; i++)
         rc = ptab_apply(st, txn, set, &set->t[i]);
     return rc;
+}
+
+/* pset_lend - lend the pages of a collection's apply arrays back to the
+ * kernel (MADV_FREE), after a flush
+ *
+ * A flush of a full epoch sorts some 400k prefixes: the arrays reach
+ * 2 x 24 MiB, and every process that ever made such a flush would keep
+ * them, a flood costing each worker 48 MiB.  Lent, they stay where they
+ * are until the kernel runs short of memory, and the next flush writes
+ * them before it reads them: a flush after a reclaim finds new zeroed
+ * pages, any other the same ones, at no cost.  Only whole pages inside
+ * each array are lent, so malloc's own words around it are not. */
+
+static void
+pset_lend_range(void *p, size_t len)
+{
+    uintptr_t page = (uintptr_t) sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t) p + page - 1) & ~(page - 1);
+    uintptr_t e = ((uintptr_t) p + len) & ~(page - 1);
+
+    if (p != NULL && e > a)
+        (void) madvise((void *) a, (size_t) (e - a), MADV_FREE);
+}
+
+static void
+pset_lend(struct pset *set)
+{
+    size_t len = set->icap * sizeof(*set->item);
+
+    if (len < PSET_LEND_MIN)
+        return;
+    pset_lend_range(set->item, len);
+    pset_lend_range(set->tmp, len);
 }
 
 /* pset_clear, pset_free - empty a collection, release it */
@@ -2539,6 +2574,7 @@ batch_flush_locked(struct ina_store *st, int force, int64_t time,
                 hint_raise(&b->peers[i].hdr->applied, b->peers[i].tail);
     }
     pset_clear(&b->merge);
+    pset_lend(&b->merge);
     if (!force) {
         uint64_t cur = me;
 

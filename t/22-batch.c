@@ -328,6 +328,63 @@ tree(const struct ina_conf *conf, const char *host)
     return WEXITSTATUS(status);
 }
 
+/* lazy_kb - this process's memory lent back to the kernel (LazyFree in
+ * /proc/self/smaps_rollup), or -1 where the kernel does not say */
+
+static long
+lazy_kb(void)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "LazyFree: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* lend_check - a large flush lends its sort arrays back to the kernel
+ * (pset_lend), so that a worker that made one does not keep them */
+
+static void
+lend_check(void)
+{
+    struct ina_conf *cl = test_conf("lend", "map_size = \"256M\"\n"
+                                            "flush_delay = 1000\n");
+    struct ina_store *st = test_open(cl);
+    struct ina_cidr a;
+    uint32_t i, fail = 0;
+    long kb;
+
+    ina_store_set_clock(st, test_clock, &now);
+    memset(&a, 0, sizeof(a));
+    a.family = 4;
+    a.plen = 32;
+    /* 40,000 hosts: the table a quarter full starts a flush of 32k
+     * prefixes or more, whose two sort arrays take 1.5 MiB each. */
+    for (i = 0; i < 40000; i++) {
+        a.addr[0] = 10;
+        a.addr[1] = (uint8_t) (i >> 16);
+        a.addr[2] = (uint8_t) (i >> 8);
+        a.addr[3] = (uint8_t) i;
+        fail += ina_record(st, INA_CONNECTION, &a, 1) != 0;
+    }
+    is_uint(0, fail, "40,000 hosts recorded, pending");
+    is_int(0, ina_flush(st), "the flushes apply them");
+    if ((kb = lazy_kb()) < 0)
+        skip("no LazyFree in /proc/self/smaps_rollup");
+    else
+        ok(kb >= 2048, "...and lends its sort arrays back to the kernel "
+           "(LazyFree %ld kB)", kb);
+    is_uint(1, q(st, "10.0.156.63", 0, 0), "a host counts once");
+    ina_store_close(st);
+    ina_conf_free(cl);
+}
+
 /* notes - the store's log: how many messages said "from the journals" */
 
 static int fallbacks;
@@ -853,5 +910,6 @@ main(void)
     runway_check(b, conf);
     ina_store_close(b);
     ina_conf_free(conf);
+    lend_check();
     return 0;
 }
