@@ -49,6 +49,11 @@ struct audit_state {
     int closed;              /* set by __gc or __close: never reopen */
     int has_peer;            /* a current connection is set */
     struct ina_cidr peer;    /* its address, a host */
+    /* The last cidr string parsed and what it was: a policy asks about
+     * one connection's block several times in a row (aux_block). */
+    size_t last_len;         /* 0: none */
+    char last_text[INA_CIDR_TEXT_MAX];
+    struct ina_cidr last;
 };
 
 /* What a counting query was asked. */
@@ -356,8 +361,18 @@ aux_block(lua_State *L, struct audit_state *st, const char *fname,
         ina_cidr_host(&st->peer, out);
         return;
     }
-    if (ina_cidr_parse(text, len, &c, err, sizeof(err)) != 0)
-        luaL_error(L, "%s: %s", fname, err);
+    if (len != 0 && len == st->last_len
+        && memcmp(text, st->last_text, len) == 0) {
+        c = st->last;
+    } else {
+        if (ina_cidr_parse(text, len, &c, err, sizeof(err)) != 0)
+            luaL_error(L, "%s: %s", fname, err);
+        if (len < sizeof(st->last_text)) {
+            memcpy(st->last_text, text, len);
+            st->last_len = len;
+            st->last = c;
+        }
+    }
     if (c.family != 0) {
         *out = c;
         return;

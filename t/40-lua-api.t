@@ -123,6 +123,19 @@ is(11, C(M, { cidr = "/16", endv = 2 }), "\"/16\" over 0..2")
 is(2, C(M, "/32"), "\"/32\": the host")
 is(16, C(M, "/0"), "\"/0\": every IPv4 address")
 is(1, audit.rejections(M), "rejections default to the connection too")
+-- The module keeps the last cidr text it parsed (a policy asks about
+-- one block several times): the same text, another of its length, a
+-- malformed one of its length, and the same bare mask for two peers.
+is(2, C(M, "192.0.2.2"), "a host by text")
+is(2, C(M, "192.0.2.2"), "the same text again")
+is(4, C(M, "192.0.2.1"), "another text of the same length")
+error_like(function() return C(M, "192.0.2.x") end,
+           "bad character 'x'", "a malformed one of that length raises")
+is(4, C(M, "192.0.2.1"), "and the last good one counts still")
+audit.set_peer("192.0.2.1")
+is(4, C(M, "/32"), '"/32" with the peer 192.0.2.1')
+audit.set_peer("192.0.2.2")
+is(2, C(M, "/32"), "and with the peer 192.0.2.2")
 audit.set_peer("::ffff:192.0.2.1")
 is(4, C(M), "a mapped peer is its IPv4 address")
 audit.set_peer("[2001:db8:1:2::2]")
