@@ -235,8 +235,8 @@ struct nent {
  * not zero, and those counts as LEB128 varints in event order, so that
  * a source's first connection and rejection take 11 bytes a width.  A
  * flush copies every leaf page it touches, and random prefixes touch
- * one page each: three times as many records to a page made a
- * transaction of them cost half as much (store.c, store_now_pack). */
+ * one page each: twice as many records to a page made a transaction of
+ * them cost a third less (store.c, store_now_pack). */
 #define NPACK_MAX (8 + 1 + INA_NEVENTS * 10)
 #define NVAL_MAX (NENT_MAX * NPACK_MAX)
 #define NOW_PACKED_FORMAT 4
