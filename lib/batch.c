@@ -992,8 +992,13 @@ pset_lend_range(void *p, size_t len)
     uintptr_t a = ((uintptr_t) p + page - 1) & ~(page - 1);
     uintptr_t e = ((uintptr_t) p + len) & ~(page - 1);
 
+#ifdef MADV_FREE
     if (p != NULL && e > a)
         (void) madvise((void *) a, (size_t) (e - a), MADV_FREE);
+#else
+    (void) a;
+    (void) e;
+#endif
 }
 
 static void

@@ -651,14 +651,18 @@ int
 store_now_unpack(uint32_t format, const MDB_val *v, struct nent *out)
 {
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;
-    int n;
+    int n, i;
 
     if (format < NOW_PACKED_FORMAT) {
         if (v->mv_size % sizeof(*out) != 0
             || v->mv_size > NENT_MAX * sizeof(*out))
             return -1;
         memcpy(out, p, v->mv_size);
-        return (int) (v->mv_size / sizeof(*out));
+        n = (int) (v->mv_size / sizeof(*out));
+        for (i = 1; i < n; i++)
+            if (out[i].width <= out[i - 1].width)
+                return -1;
+        return n;
     }
     for (n = 0; p < end; n++)
         if (n == NENT_MAX || now_entry_at(&p, end, &out[n]) != 0
@@ -1557,9 +1561,25 @@ ina_store_open(const struct ina_conf *conf, unsigned flags,
     if (!(flags & INA_STORE_RDONLY)) {
         uint64_t reaped;
 
+        /* An environment a read-only handle of this process opened at
+         * an older format (or a parent's, inherited) was not upgraded:
+         * writing through it would put this format's records into the
+         * older one. */
+        if ((rc = env_check(st->env)) == 0
+            && st->env->format < INA_FORMAT_VERSION) {
+            err_set(errbuf, errlen, INA_EVERSION,
+                    "store %s: format %u, open read-only in this process: "
+                    "close its read-only handles, so that a read-write "
+                    "open can upgrade it to %u", conf->store,
+                    (unsigned) st->env->format,
+                    (unsigned) INA_FORMAT_VERSION);
+            env_release(st->env);
+            rc = INA_EVERSION;
+            goto fail;
+        }
         /* Reap at open: a restarted MTA subtracts what its dead
          * predecessors left open. */
-        if ((rc = ina_reap(st, &reaped)) != 0
+        if (rc != 0 || (rc = ina_reap(st, &reaped)) != 0
             || (conf->cluster && !st->env->has_recent
                 && (rc = store_write(st, recent_create_txn, NULL)) != 0)) {
             err_set(errbuf, errlen, rc, "store %s: %s", conf->store,

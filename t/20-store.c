@@ -316,6 +316,10 @@ now_codec_check(void)
     v.mv_size = 2 * sizeof(struct nent) - 1;
     is_int(-1, store_now_unpack(3, &v, out), "...a length no number of "
            "entries has is refused");
+    in[1].width = in[0].width;
+    v.mv_size = 2 * sizeof(struct nent);
+    is_int(-1, store_now_unpack(3, &v, out), "...and widths out of order "
+           "(an upgrade drops such a value)");
     v.mv_size = (NENT_MAX + 1) * sizeof(struct nent);
     is_int(-1, store_now_unpack(3, &v, out), "...and more than NENT_MAX");
 
@@ -480,6 +484,30 @@ format_upgrade(uint32_t version)
     is_uint(2 * 3, to_format(c2->store, version), "a store rewritten as "
             "format %u: 6 now records", version);
 
+    /* A read-only handle first, then a read-write open in the same
+     * process, or in a child forked meanwhile: the environment was not
+     * upgraded, and a write through it would mix the formats. */
+    rc = ina_store_open(c2, INA_STORE_RDONLY, &ro, err, sizeof(err));
+    is_int(0, rc, "format %u: a read-only handle first", version);
+    if (rc != 0)
+        bail("%s", err);
+    rc = ina_store_open(c2, 0, &st, err, sizeof(err));
+    is_int(INA_EVERSION, rc, "...then a read-write open is refused");
+    like(err, "close its read-only handles", "...and says what to do: %s",
+         err);
+    if (rc == 0)
+        ina_store_close(st);
+    fflush(NULL);
+    if ((pid = fork()) < 0)
+        bail("fork");
+    if (pid == 0)
+        _exit(ina_store_open(c2, 0, &st, err, sizeof(err)) == INA_EVERSION
+                  ? 0
+                  : 1);
+    is_int(0, waitpid(pid, &status, 0) == pid ? status : -1,
+           "...and so is one in a child forked meanwhile");
+    ina_store_close(ro);
+
     /* The other process, forked before this one opens the store (a
      * child would share an environment open at the fork, read-only),
      * waits to be told to open it read-write: the upgrade. */
@@ -568,17 +596,18 @@ format_upgrade(uint32_t version)
     ina_conf_free(c2);
 }
 
-/* format2_full - an upgrade the map cannot hold fails the open with
- * advice and leaves the store of format 2, whole; a larger map then
- * takes it */
+/* format_full - an upgrade the map cannot hold fails the open with
+ * advice and leaves the store of its format (2 or 3), whole; a larger
+ * map then takes it */
 
 static void
-format2_full(void)
+format_full(uint32_t version)
 {
     static const char body[] = "map_size = \"1M\"\nmonitors = {\"60,1\"}\n"
                                "ipv4_prefixes = {32}\nipv6_prefixes = {}\n"
                                "flush_delay = 0\n";
-    struct ina_conf *cf = test_conf("v2full", body), *big;
+    struct ina_conf *cf = test_conf(version == 2 ? "v2full" : "v3full",
+                                    body), *big;
     struct ina_store *st, *ro;
     struct ina_stat s;
     struct ina_cidr a;
@@ -592,7 +621,7 @@ format2_full(void)
     a.family = 4;
     a.plen = 32;
     a.addr[0] = 10;
-    /* Distinct hosts until 55% of the map is in use: format 2's values,
+    /* Distinct hosts until 55% of the map is in use: the older values,
      * not packed, take more, and the upgrade needs room for both. */
     do {
         a.addr[2] = (uint8_t) (n >> 8);
@@ -606,12 +635,14 @@ format2_full(void)
     ina_store_close(st);
     diag("%" PRIu64 " hosts fill %" PRIu64 " of %" PRIu64 " bytes", n,
          s.map_used, s.map_size);
-    is_uint(n, to_format(cf->store, 2), "a nearly full store rewritten as "
-            "format 2");
+    is_uint(n, to_format(cf->store, version), "a nearly full store "
+            "rewritten as format %u", version);
 
     rc = ina_store_open(cf, 0, &st, err, sizeof(err));
     is_int(MDB_MAP_FULL, rc, "a read-write open cannot upgrade it");
-    like(err, "upgrading format 2 to 4", "...and says so: %s", err);
+    like(err, version == 2 ? "upgrading format 2 to 4"
+                           : "upgrading format 3 to 4",
+         "...and says so: %s", err);
     like(err, "raise map_size", "...and what to do");
     if (rc == 0)
         ina_store_close(st);
@@ -620,12 +651,12 @@ format2_full(void)
     if (rc == 0) {
         ina_store_set_clock(ro, test_clock, &now);
         is_uint(n, q(ro, INA_CONNECTION, "60,1", "10.0.0.0/16", 0, 0),
-                "...every host's connection, in format 2");
+                "...every host's connection, in format %u", version);
         is_int(0, ina_store_stat(ro, &s), "...its statistics");
-        is_uint(2, s.format_version, "...of format 2");
+        is_uint(version, s.format_version, "...of format %u", version);
         ina_store_close(ro);
     }
-    big = test_conf("v2full", "map_size = \"4M\"\nmonitors = {\"60,1\"}\n"
+    big = test_conf(version == 2 ? "v2full" : "v3full", "map_size = \"4M\"\nmonitors = {\"60,1\"}\n"
                               "ipv4_prefixes = {32}\nipv6_prefixes = {}\n");
     st = test_open(big);
     ina_store_set_clock(st, test_clock, &now);
@@ -1110,7 +1141,8 @@ main(void)
     }
     format_upgrade(2);
     format_upgrade(3);
-    format2_full();
+    format_full(2);
+    format_full(3);
 
     /* A record holds 32 entries: a configuration whose width finds it
      * full of another's still counts exactly (in the counts database,
