@@ -22,15 +22,19 @@ screen() {
     tmux -S "$sock" capture-pane -p -t watch 2>/dev/null
 }
 
-# wait_for REGEX - wait up to 10 s for a screen line to match REGEX;
-# leaves the last screen in $scr
+# wait_for REGEX... - wait up to 10 s for one screen that has a line
+# matching each REGEX (a screen caught while watch draws it has the top
+# lines only, so the caller names a line near the bottom too); leaves
+# the last screen in $scr
 wait_for() {
     _i=0
     while [ $_i -lt 100 ]; do
         scr=$(screen)
-        if printf '%s\n' "$scr" | grep -Eq -- "$1"; then
-            return 0
-        fi
+        _all=1
+        for _re in "$@"; do
+            printf '%s\n' "$scr" | grep -Eq -- "$_re" || _all=0
+        done
+        [ $_all = 1 ] && return 0
         sleep 0.1
         _i=$((_i + 1))
     done
@@ -63,7 +67,8 @@ ok "start watch in an 80x24 tmux session" \
     env -u TMUX tmux -S "$sock" new-session -d -s watch -x 80 -y 24 \
     "'$AUDITCTL' -c '$conf' watch 60,10 --end 10 -i 1; echo \$? >'$dir/status'"
 ok "the screen shows the top IPv4 block" \
-    wait_for '^ +1  192\.0\.2\.0/24 +300 +78\.9%'
+    wait_for '^ +1  192\.0\.2\.0/24 +300 +78\.9%' \
+        '^ +1  2001:db8::/48 +80 +66\.7%'
 like "$scr" '^auditctl watch  '"$dir"'/store  ' "...under a title naming the store"
 like "$scr" '^map .* of 16\.0 MiB .*counters 48 ' "...the map use and counters"
 like "$scr" '^degraded no  reaped 0  dropped 0$' "...the degraded flag"
@@ -80,7 +85,8 @@ is "" "$(printf '%s\n' "$scr" | awk 'length > 80')" "...none over 80 columns"
 # A refresh shows what is recorded meanwhile.
 ok "record 1000 connections by hand" quiet ctl record connection 203.0.113.9 1000
 ok "the next refresh puts 203.0.113.0/24 first" \
-    wait_for '^ +1  203\.0\.113\.0/24 +1020 +73\.9%'
+    wait_for '^ +1  203\.0\.113\.0/24 +1020 +73\.9%' \
+        '^ +2  192\.0\.2\.0/24 +300 +21\.7%'
 like "$scr" '^ +2  192\.0\.2\.0/24 +300 +21\.7%' "...and the others below it"
 
 # A smaller window still shows the header and the top block.
