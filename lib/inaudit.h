@@ -348,8 +348,11 @@ struct ina_store;
  *
  * Creates the store directory (mode 0750) and the LMDB environment in it
  * (files 0660) if they do not exist, unless INA_STORE_RDONLY is given.
- * Checks the format-version record and refuses another version with
- * INA_EVERSION.  The configuration is copied; the caller may free conf
+ * Checks the format-version record and refuses a later version with
+ * INA_EVERSION; a read-write open upgrades an older one, and is refused
+ * with INA_EVERSION when a read-only handle of this process (or of the
+ * parent it forked from) holds the store open at that older format.
+ * The configuration is copied; the caller may free conf
  * afterwards.  Clears stale reader slots and reaps sessions of dead
  * processes.
  *
