@@ -1057,7 +1057,6 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
     const struct ina_monitor *mon;
     struct top_list l = { NULL, 0, 0 };
     struct top_acc *acc;
-    struct nent e;
     MDB_cursor *cc, *nc = NULL;
     size_t nacc, i, j;
     uint8_t pfx[CKEY_MAX], zero[16];
@@ -1142,9 +1141,8 @@ ina_top(struct ina_store *st, enum ina_event ev, const char *monitor,
             if (key.mv_size != 2 + alen
                 || memcmp(key.mv_data, pfx + 8, 2) != 0)
                 break;
-            if (store_now_entry(st->env->format, &v, mon->width, &e)
-                && e.win == cur - wi) {
-                x = e.d[ev];
+            if (store_now_field(st->env->format, &v, mon->width, cur - wi,
+                                (size_t) ev, &x)) {
                 if ((rc = top_add(&l, (uint8_t *) key.mv_data + 2, alen,
                                   plen, x)) != 0)
                     break;

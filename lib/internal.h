@@ -384,6 +384,8 @@ size_t store_now_pack(const struct nent *e, size_t n, uint8_t *out);
 int store_now_unpack(uint32_t format, const MDB_val *v, struct nent *out);
 int store_now_entry(uint32_t format, const MDB_val *v, uint32_t width,
                     struct nent *out);
+int store_now_field(uint32_t format, const MDB_val *v, uint32_t width,
+                    uint32_t win, size_t field, uint64_t *x);
 int store_now_sum(uint32_t format, MDB_cursor *nc, uint32_t width,
                   uint32_t win, int family, unsigned gran, const uint8_t *lo,
                   const uint8_t *hi, size_t field, uint64_t *sum);

@@ -534,11 +534,11 @@ store_now_merge(struct ina_store *st, MDB_cursor *nc, MDB_cursor *hc,
                          : 0;
 }
 
-/* now_varint - read a LEB128 varint of at most 64 bits at *p, before
- * end: 0, or -1 if it runs past end or past 64 bits */
+/* now_varint_long - read a LEB128 varint of at most 64 bits at *p,
+ * before end: 0, or -1 if it runs past end or past 64 bits */
 
 static int
-now_varint(const uint8_t **p, const uint8_t *end, uint64_t *x)
+now_varint_long(const uint8_t **p, const uint8_t *end, uint64_t *x)
 {
     const uint8_t *q = *p;
     unsigned shift;
@@ -558,6 +558,18 @@ now_varint(const uint8_t **p, const uint8_t *end, uint64_t *x)
     return -1;
 }
 
+/* now_varint - the same, inline for the one byte most counts take */
+
+static inline int
+now_varint(const uint8_t **p, const uint8_t *end, uint64_t *x)
+{
+    if (*p < end && **p < 0x80) {
+        *x = *(*p)++;
+        return 0;
+    }
+    return now_varint_long(p, end, x);
+}
+
 /* now_entry_at - read the packed entry at *p (format 4), before end,
  * into *out and step over it: 0, or -1 if it is malformed */
 
@@ -574,12 +586,7 @@ now_entry_at(const uint8_t **p, const uint8_t *end, struct nent *out)
     q += 9;
     for (e = 0; e < INA_NEVENTS; e++) {
         out->d[e] = 0;
-        if (!(mask & 1u << e))
-            continue;
-        /* Most counts take one byte. */
-        if (q < end && *q < 0x80)
-            out->d[e] = *q++;
-        else if (now_varint(&q, end, &out->d[e]) != 0)
+        if ((mask & 1u << e) && now_varint(&q, end, &out->d[e]) != 0)
             return -1;
     }
     *p = q;
@@ -600,14 +607,9 @@ now_skip(const uint8_t **p, const uint8_t *end, uint32_t *width)
         return -1;
     memcpy(width, q, 4);
     q += 9;
-    for (e = 0; e < INA_NEVENTS; e++) {
-        if (!(mask & 1u << e))
-            continue;
-        if (q < end && *q < 0x80)
-            q++;
-        else if (now_varint(&q, end, &x) != 0)
+    for (e = 0; e < INA_NEVENTS; e++)
+        if ((mask & 1u << e) && now_varint(&q, end, &x) != 0)
             return -1;
-    }
     *p = q;
     return 0;
 }
@@ -709,6 +711,50 @@ store_now_entry(uint32_t format, const MDB_val *v, uint32_t width,
     return 0;
 }
 
+/* store_now_field - one count of a now value's entry of a width, when
+ * that entry is of window win: 1 with *x set, or 0 (no such entry, nor
+ * in a value malformed before that count)
+ *
+ * What a scan over many prefixes asks of each (store_now_sum, ina_top):
+ * the widths before are stepped over, and of the entry only the window
+ * and the one count are read. */
+
+int
+store_now_field(uint32_t format, const MDB_val *v, uint32_t width,
+                uint32_t win, size_t field, uint64_t *x)
+{
+    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
+    struct nent e;
+    unsigned mask;
+    uint64_t skip;
+    uint32_t w;
+    size_t i;
+
+    *x = 0;
+    if (format < NOW_PACKED_FORMAT) {
+        if (!store_now_entry(format, v, width, &e) || e.win != win)
+            return 0;
+        *x = e.d[field];
+        return 1;
+    }
+    while (end - p >= 9) {
+        memcpy(&w, p, sizeof(w));
+        if (w == width) {
+            memcpy(&w, p + 4, sizeof(w));
+            if (w != win || (mask = p[8]) >> INA_NEVENTS)
+                return 0;
+            p += 9;
+            for (i = 0; i < field; i++)
+                if ((mask & 1u << i) && now_varint(&p, end, &skip) != 0)
+                    return 0;
+            return !(mask & 1u << field) || now_varint(&p, end, x) == 0;
+        }
+        if (w > width || now_skip(&p, end, &w) != 0)
+            return 0;
+    }
+    return 0;
+}
+
 /* store_now_sum - add the now entries of one width's window win over
  * the block lo .. hi at granularity gran to *sum (field: the event) */
 
@@ -719,7 +765,7 @@ store_now_sum(uint32_t format, MDB_cursor *nc, uint32_t width, uint32_t win,
 {
     uint8_t key[NKEY_MAX];
     unsigned alen = cidr_addrlen(family);
-    struct nent e;
+    uint64_t x;
     MDB_val k, v;
     int rc;
 
@@ -733,8 +779,8 @@ store_now_sum(uint32_t format, MDB_cursor *nc, uint32_t width, uint32_t win,
         if (k.mv_size != 2 + alen || memcmp(k.mv_data, key, 2) != 0
             || memcmp((uint8_t *) k.mv_data + 2, hi, alen) > 0)
             break;
-        if (store_now_entry(format, &v, width, &e) && e.win == win)
-            *sum = sat_add(*sum, e.d[field]);
+        if (store_now_field(format, &v, width, win, field, &x))
+            *sum = sat_add(*sum, x);
         rc = mdb_cursor_get(nc, &k, &v, MDB_NEXT);
     }
     return rc == MDB_NOTFOUND ? 0 : rc;

@@ -210,6 +210,7 @@ now_codec_check(void)
     uint8_t buf[NVAL_MAX + NPACK_MAX], tmp[NVAL_MAX], raw[80];
     uint64_t x = 0x9e3779b97f4a7c15ull;
     size_t len, cut, i, e, bad = 0, badcut = 0, badfind = 0, runs;
+    size_t badfield = 0;
     int n, got;
     MDB_val v;
 
@@ -231,6 +232,8 @@ now_codec_check(void)
         if (got != n || len > NVAL_MAX)
             bad++;
         for (i = 0; got == n && i < (size_t) n; i++) {
+            uint64_t c;
+
             if (!nent_same(&in[i], &out[i]))
                 bad++;
             v.mv_data = buf;
@@ -238,6 +241,14 @@ now_codec_check(void)
             if (!store_now_entry(INA_FORMAT_VERSION, &v, in[i].width, &one)
                 || !nent_same(&in[i], &one))
                 badfind++;
+            /* One count of the entry, of its window only. */
+            for (e = 0; e < INA_NEVENTS; e++)
+                if (!store_now_field(INA_FORMAT_VERSION, &v, in[i].width,
+                                     in[i].win, e, &c)
+                    || c != in[i].d[e]
+                    || store_now_field(INA_FORMAT_VERSION, &v, in[i].width,
+                                       in[i].win + 1, e, &c))
+                    badfield++;
         }
         v.mv_data = buf;
         v.mv_size = len;
@@ -257,6 +268,7 @@ now_codec_check(void)
     }
     is_uint(0, bad, "packed now values unpack as they were (%zu)", runs);
     is_uint(0, badfind, "...and each width's entry is found, no other");
+    is_uint(0, badfield, "...and each count of it, in its window only");
     is_uint(0, badcut, "...and a value cut short is refused, or is the "
             "entries before the cut");
 
@@ -313,6 +325,13 @@ now_codec_check(void)
     v.mv_size = 2 * sizeof(struct nent);
     is_int(2, store_now_unpack(3, &v, out), "format 3's values are read "
            "as they are");
+    {
+        uint64_t c = 0;
+
+        ok(store_now_field(3, &v, in[1].width, in[1].win, INA_REJECTION, &c)
+               && c == in[1].d[INA_REJECTION],
+           "...and a count of one of their entries");
+    }
     v.mv_size = 2 * sizeof(struct nent) - 1;
     is_int(-1, store_now_unpack(3, &v, out), "...a length no number of "
            "entries has is refused");
@@ -331,31 +350,39 @@ now_codec_check(void)
         /* Mostly known events, so that some values are whole. */
         if (len > 8 && xorshift(&x) % 2)
             raw[8] &= (1u << INA_NEVENTS) - 1;
-        if ((got = unpack(raw, len, out)) < -1 || got > NENT_MAX)
-            bad++;
-        /* A lookup in a whole value finds its entries; in any other it
-         * never reads past the end (ASan and valgrind, in CI). */
         v.mv_data = raw;
         v.mv_size = len;
-        i = got > 0 ? xorshift(&x) % (size_t) got : 0;
-        if (store_now_entry(INA_FORMAT_VERSION, &v,
-                            got > 0 ? out[i].width : (uint32_t) xorshift(&x),
-                            &one)
-                != (got > 0)
-            && got >= 0)
-            badfind++;
-        else if (got > 0 && !nent_same(&one, &out[i]))
-            badfind++;
-        else if (got > 0) {
+        if ((got = unpack(raw, len, out)) < -1 || got > NENT_MAX) {
+            bad++;
+        } else if (got > 0) {
             len = store_now_pack(out, (size_t) got, buf);
             if (unpack(buf, len, in) != got)
                 bad++;
             for (i = 0; i < (size_t) got; i++)
                 bad += !nent_same(&in[i], &out[i]);
         }
+        /* A lookup in a whole value finds its entries and counts; in any
+         * other it never reads past the end (ASan and valgrind, in CI). */
+        i = got > 0 ? xorshift(&x) % (size_t) got : 0;
+        e = xorshift(&x) % INA_NEVENTS;
+        {
+            uint32_t w = got > 0 ? out[i].width : (uint32_t) xorshift(&x);
+            uint32_t wn = got > 0 ? out[i].win : (uint32_t) xorshift(&x);
+            uint64_t c;
+            int found = store_now_entry(INA_FORMAT_VERSION, &v, w, &one);
+            int field = store_now_field(INA_FORMAT_VERSION, &v, w, wn, e,
+                                        &c);
+
+            if (got >= 0 && found != (got > 0))
+                badfind++;
+            else if (got > 0 && (!nent_same(&one, &out[i]) || !field
+                                 || c != out[i].d[e]))
+                badfind++;
+        }
     }
     is_uint(0, bad, "random bytes are refused or read whole (%zu)", runs);
-    is_uint(0, badfind, "...and a whole value's lookups find its entries");
+    is_uint(0, badfind, "...and a whole value's lookups find its entries "
+            "and counts");
 }
 
 /* put_format - write a store's format record, as LMDB directly: not
