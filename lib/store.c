@@ -593,25 +593,25 @@ now_entry_at(const uint8_t **p, const uint8_t *end, struct nent *out)
     return 0;
 }
 
-/* now_skip - step over the packed entry at *p, before end, learning
- * only its width: 0, or -1 if it is malformed (as now_entry_at) */
+/* now_find - where the packed entry of a width begins in a value of
+ * format 4, or NULL: none, or the value is malformed before it (the
+ * widths ascend, so it is found on the way) */
 
-static int
-now_skip(const uint8_t **p, const uint8_t *end, uint32_t *width)
+static const uint8_t *
+now_find(const MDB_val *v, uint32_t width)
 {
-    const uint8_t *q = *p;
-    unsigned mask, e;
-    uint64_t x;
+    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
+    struct nent before;
+    uint32_t w;
 
-    if (end - q < 9 || (mask = q[8]) >> INA_NEVENTS)
-        return -1;
-    memcpy(width, q, 4);
-    q += 9;
-    for (e = 0; e < INA_NEVENTS; e++)
-        if ((mask & 1u << e) && now_varint(&q, end, &x) != 0)
-            return -1;
-    *p = q;
-    return 0;
+    while (end - p >= 9) {
+        memcpy(&w, p, sizeof(w));
+        if (w == width)
+            return p;
+        if (w > width || now_entry_at(&p, end, &before) != 0)
+            return NULL;
+    }
+    return NULL;
 }
 
 /* store_now_pack - pack n entries (ascending by width) as format 4's now
@@ -686,18 +686,9 @@ store_now_entry(uint32_t format, const MDB_val *v, uint32_t width,
     size_t n = v->mv_size / sizeof(*out), i;
     uint32_t w;
 
-    if (format >= NOW_PACKED_FORMAT) {
-        /* The widths ascend: the entry is found on the way, and the
-         * counts of those before are stepped over, not read. */
-        while (end - p >= 9) {
-            memcpy(&w, p, sizeof(w));
-            if (w == width)
-                return now_entry_at(&p, end, out) == 0;
-            if (w > width || now_skip(&p, end, &w) != 0)
-                return 0;
-        }
-        return 0;
-    }
+    if (format >= NOW_PACKED_FORMAT)
+        return (p = now_find(v, width)) != NULL
+               && now_entry_at(&p, end, out) == 0;
     if (v->mv_size % sizeof(*out) != 0)
         return 0;
     for (i = 0; i < n; i++) {
@@ -715,9 +706,8 @@ store_now_entry(uint32_t format, const MDB_val *v, uint32_t width,
  * that entry is of window win: 1 with *x set, or 0 (no such entry, nor
  * in a value malformed before that count)
  *
- * What a scan over many prefixes asks of each (store_now_sum, ina_top):
- * the widths before are stepped over, and of the entry only the window
- * and the one count are read. */
+ * What a scan over many prefixes asks of each (store_now_sum, ina_top),
+ * without decoding the rest of the entry. */
 
 int
 store_now_field(uint32_t format, const MDB_val *v, uint32_t width,
@@ -737,22 +727,17 @@ store_now_field(uint32_t format, const MDB_val *v, uint32_t width,
         *x = e.d[field];
         return 1;
     }
-    while (end - p >= 9) {
-        memcpy(&w, p, sizeof(w));
-        if (w == width) {
-            memcpy(&w, p + 4, sizeof(w));
-            if (w != win || (mask = p[8]) >> INA_NEVENTS)
-                return 0;
-            p += 9;
-            for (i = 0; i < field; i++)
-                if ((mask & 1u << i) && now_varint(&p, end, &skip) != 0)
-                    return 0;
-            return !(mask & 1u << field) || now_varint(&p, end, x) == 0;
-        }
-        if (w > width || now_skip(&p, end, &w) != 0)
+    /* Of the entry only the window and the one count are read. */
+    if ((p = now_find(v, width)) == NULL)
+        return 0;
+    memcpy(&w, p + 4, sizeof(w));
+    if (w != win || (mask = p[8]) >> INA_NEVENTS)
+        return 0;
+    p += 9;
+    for (i = 0; i < field; i++)
+        if ((mask & 1u << i) && now_varint(&p, end, &skip) != 0)
             return 0;
-    }
-    return 0;
+    return !(mask & 1u << field) || now_varint(&p, end, x) == 0;
 }
 
 /* store_now_sum - add the now entries of one width's window win over
