@@ -196,6 +196,7 @@ struct pset {
     struct pitem *tmp;         /* pitem_sort's scratch */
     size_t *cnt;               /* ... and its counters */
     size_t icap;               /* items item and tmp hold */
+    size_t touched;            /* items written since they were lent */
 };
 
 /* The shared pending file: a header, two tables of slots, then each
@@ -798,6 +799,8 @@ pset_reserve(struct pset *set, size_t n)
         && (set->cnt = malloc((PITEM_BUCKETS + 1) * sizeof(*set->cnt)))
                == NULL)
         return ENOMEM;
+    if (n > set->touched)
+        set->touched = n;
     if (n <= set->icap)
         return 0;
     while (cap < n)
@@ -1004,12 +1007,15 @@ pset_lend_range(void *p, size_t len)
 static void
 pset_lend(struct pset *set)
 {
-    size_t len = set->icap * sizeof(*set->item);
+    size_t len = set->touched * sizeof(*set->item);
 
+    /* What an earlier lend gave and no flush has written since is the
+     * kernel's already. */
     if (len < PSET_LEND_MIN)
         return;
     pset_lend_range(set->item, len);
     pset_lend_range(set->tmp, len);
+    set->touched = 0;
 }
 
 /* pset_clear, pset_free - empty a collection, release it */
@@ -1038,6 +1044,7 @@ pset_free(struct pset *set)
     set->tmp = NULL;
     set->cnt = NULL;
     set->icap = 0;
+    set->touched = 0;
 }
 
 /* journal_applied - the tail a snapshot stores for a journal */
