@@ -43,8 +43,15 @@ static inline uint64_t
 be_get(const uint8_t *p, int bytes)
 {
     uint64_t v = 0;
+    uint32_t w;
     int i;
 
+    /* A word in one load where the length is a constant (queries read
+     * a key's width and window this way). */
+    if (bytes == 4) {
+        memcpy(&w, p, 4);
+        return __builtin_bswap32(w);
+    }
     for (i = 0; i < bytes; i++)
         v = v << 8 | p[i];
     return v;
@@ -73,52 +80,51 @@ add_clamped(uint64_t a, int64_t d)
 /* key_cmp - LMDB's default key order: bytes as unsigned, and a key
  * before the longer keys it begins
  *
- * Eight bytes at a time, then four, two and one: the counter databases
- * use it as their LMDB comparison (env.c), which LMDB calls some twenty
- * times per lookup, and a byte at a time was a sixth of a point query's
- * instructions (an IPv4 now key is six bytes).  The order being the
- * default's, mdb_dump(1) or any program that does not set it reads the
- * store the same. */
+ * Whole words, big-endian: eight bytes at a time, and the last word of
+ * a common part of n bytes read again from n - 8 (or, below eight
+ * bytes, two words of four from 0 and n - 4, or a byte pair), its bytes
+ * already compared equal deciding nothing.  The counter databases use
+ * it as their LMDB comparison (env.c), which LMDB calls some twenty
+ * times per lookup: a byte at a time was a sixth of a point query's
+ * instructions, and a word, a half word and a byte in turn a seventh
+ * (an IPv4 now key is six bytes).  The order being the default's,
+ * mdb_dump(1) or any program that does not set it reads the store the
+ * same. */
 static inline int
 key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen, i = 0;
     uint64_t u, v;
     uint32_t x, y;
-    uint16_t h, g;
 
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&u, a + i, 8);
-        memcpy(&v, b + i, 8);
-        if (u != v) {
-            u = __builtin_bswap64(u);
-            v = __builtin_bswap64(v);
-            return u < v ? -1 : 1;
+    if (n >= 8) {
+        for (;;) {
+            memcpy(&u, a + i, 8);
+            memcpy(&v, b + i, 8);
+            if (u != v)
+                goto word;
+            if (i + 8 == n)
+                break;
+            i = i + 16 <= n ? i + 8 : n - 8;
         }
-    }
-    if (i + 4 <= n) {
-        memcpy(&x, a + i, 4);
-        memcpy(&y, b + i, 4);
-        if (x != y) {
-            x = __builtin_bswap32(x);
-            y = __builtin_bswap32(y);
+    } else if (n >= 4) {
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        if (x == y) {
+            memcpy(&x, a + n - 4, 4);
+            memcpy(&y, b + n - 4, 4);
+        }
+        if (x != y)
+            return __builtin_bswap32(x) < __builtin_bswap32(y) ? -1 : 1;
+    } else if (n > 0) {
+        x = (uint32_t) a[0] << 16 | (uint32_t) a[n / 2] << 8 | a[n - 1];
+        y = (uint32_t) b[0] << 16 | (uint32_t) b[n / 2] << 8 | b[n - 1];
+        if (x != y)
             return x < y ? -1 : 1;
-        }
-        i += 4;
     }
-    if (i + 2 <= n) {
-        memcpy(&h, a + i, 2);
-        memcpy(&g, b + i, 2);
-        if (h != g) {
-            h = __builtin_bswap16(h);
-            g = __builtin_bswap16(g);
-            return h < g ? -1 : 1;
-        }
-        i += 2;
-    }
-    if (i < n && a[i] != b[i])
-        return a[i] < b[i] ? -1 : 1;
     return alen < blen ? -1 : alen > blen;
+word:
+    return __builtin_bswap64(u) < __builtin_bswap64(v) ? -1 : 1;
 }
 
 /* cidr.c */

@@ -126,8 +126,9 @@ memcmp_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 
 /* key_cmp_check - key_cmp, the counter databases' comparison, against
  * memcmp on keys of every length up to a counter key's, equal up to
- * every byte and differing there in every bit (its word, half-word and
- * byte steps each decide some) */
+ * every byte and differing there in every bit, or in every byte from
+ * there on (its first, middle and last, overlapping, words each decide
+ * some) */
 
 static void
 key_cmp_check(void)
