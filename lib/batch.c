@@ -297,13 +297,17 @@ struct batch {
     size_t maplen;
     char path[4096];
     uint64_t applied;          /* own entries known applied */
-    struct pend_hdr *ph;       /* the shared tables, NULL if not mapped */
+    /* The shared tables, NULL if not mapped: set under env->block, and
+     * read without it by queries (pend_read), so a map stays until the
+     * batch is forgotten (batch_forget), the read-only map that a writer
+     * replaced included (retired). */
+    struct pend_hdr *ph;
     struct pslot *slots;
     size_t pmaplen;
     int pwritable;
+    struct pend_hdr *retired;
+    size_t retired_len;
     uint64_t sess_epoch;       /* the last epoch it buffered sessions in */
-    uint64_t snap_txn;         /* the last snapshot whose applied epoch */
-    uint64_t snap_epoch;       /* ... was read, and that epoch */
     struct pset merge;         /* a flush's tables */
     uint64_t *seen;            /* a bit per slot, for pend_gather */
     uint64_t seen_slots;
@@ -1429,9 +1433,12 @@ batch_gone(char ***list, size_t *n, const char *path)
 static struct batch *
 batch_get(struct ina_store *st)
 {
-    if (st->env->batch == NULL)
-        st->env->batch = calloc(1, sizeof(struct batch));
-    return st->env->batch;
+    struct batch *b = st->env->batch;
+
+    /* Published whole: pend_read reads it without the lock. */
+    if (b == NULL && (b = calloc(1, sizeof(struct batch))) != NULL)
+        __atomic_store_n(&st->env->batch, b, __ATOMIC_RELEASE);
+    return b;
 }
 
 /* pend_slots - slots per table for a new pending file: a power of two,
@@ -1586,10 +1593,10 @@ pend_map(struct ina_store *st, struct batch *b, int create)
         rc = ENOENT;
         goto out;
     }
-    b->ph = map;
     b->slots = (struct pslot *) ((char *) map + PEND_OFF);
     b->pmaplen = len;
-    b->pwritable = writable;
+    __atomic_store_n(&b->pwritable, writable, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->ph, (struct pend_hdr *) map, __ATOMIC_RELEASE);
 out:
     /* Unlocked explicitly: the map keeps the open file, and its lock. */
     if (create)
@@ -1629,12 +1636,20 @@ pend_reader(struct ina_store *st, struct batch *b, MDB_txn *txn)
     return b->ph;
 }
 
+/* pend_htable - the slots of table i of a map */
+
+static struct pslot *
+pend_htable(const struct pend_hdr *ph, unsigned i)
+{
+    return (struct pslot *) ((char *) ph + PEND_OFF) + (size_t) i * ph->slots;
+}
+
 /* pend_table - the slots of table i */
 
 static struct pslot *
 pend_table(const struct batch *b, unsigned i)
 {
-    return b->slots + (size_t) i * b->ph->slots;
+    return pend_htable(b->ph, i);
 }
 
 /* pend_list - the list of claimed slots of table i */
@@ -2646,9 +2661,21 @@ batch_writer(struct ina_store *st, struct batch **out)
     if ((*out = b) == NULL)
         return ENOMEM;
     if (b->ph != NULL && !b->pwritable) {
-        /* Mapped read-only by a query before: a writer needs it whole. */
-        munmap(b->ph, b->pmaplen);
-        b->ph = NULL;
+        /* Mapped read-only by a query before: a writer needs it whole.
+         * The read-only map is kept, unused, until the batch is
+         * forgotten (a query of another thread may be reading it), or
+         * is put back if the file cannot be mapped for writing: retired
+         * once at most, since a writable map is never replaced. */
+        struct pend_hdr *ro = b->ph;
+        size_t rolen = b->pmaplen;
+
+        __atomic_store_n(&b->ph, NULL, __ATOMIC_RELEASE);
+        if ((rc = pend_map(st, b, 1)) != 0) {
+            __atomic_store_n(&b->ph, ro, __ATOMIC_RELEASE);
+            return rc;
+        }
+        b->retired = ro;
+        b->retired_len = rolen;
     }
     if (b->ph == NULL && (rc = pend_map(st, b, 1)) != 0)
         return rc;
@@ -2770,11 +2797,16 @@ batch_record(struct ina_store *st, enum ina_event ev,
 int
 batch_due(struct ina_store *st)
 {
-    struct batch *b = st->env->batch;
+    struct batch *b = __atomic_load_n(&st->env->batch, __ATOMIC_ACQUIRE);
+    struct pend_hdr *ph;
     int rc = 0;
 
-    if (b == NULL || b->ph == NULL || !b->pwritable
-        || (st->flags & INA_STORE_RDONLY) || !batch_is_due(st, b->ph))
+    /* Without the lock, as pend_read: a writable map is never replaced,
+     * and batch_flush_locked reads it again under the lock. */
+    if (b == NULL || (st->flags & INA_STORE_RDONLY)
+        || (ph = __atomic_load_n(&b->ph, __ATOMIC_ACQUIRE)) == NULL
+        || !__atomic_load_n(&b->pwritable, __ATOMIC_RELAXED)
+        || !batch_is_due(st, ph))
         return 0;
     pthread_mutex_lock(&st->env->block);
     rc = batch_flush_locked(st, 0, -1, 0);
@@ -2797,13 +2829,18 @@ struct pend_ask {
  * The tables of the epochs after the one the snapshot applied (for a
  * counter, if they hold the key's window).  Returns 0 with *n set, or
  * EAGAIN when the snapshot is older than both tables or they kept
- * changing: the caller renews its snapshot and asks again. */
+ * changing: the caller renews its snapshot and asks again.
+ *
+ * Inside the handle (store_enter), whose fields keep the epoch its last
+ * snapshot applied.  The map is taken without env->block once it is
+ * there: a map stays until the batch is forgotten, and the tables are
+ * read as another process's would be. */
 
 static int
 pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
           uint64_t *n)
 {
-    struct batch *b;
+    struct batch *b = __atomic_load_n(&st->env->batch, __ATOMIC_ACQUIRE);
     struct pend_hdr *ph;
     uint64_t g[2], k[2], applied, sum, id, x, used;
     int tries, rc = EAGAIN, probe[2];
@@ -2811,17 +2848,21 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
     size_t at;
 
     *n = 0;
-    pthread_mutex_lock(&st->env->block);
-    if ((b = batch_get(st)) == NULL || (ph = pend_reader(st, b, txn)) == NULL) {
+    ph = b != NULL ? __atomic_load_n(&b->ph, __ATOMIC_ACQUIRE) : NULL;
+    if (ph == NULL) {
+        pthread_mutex_lock(&st->env->block);
+        if ((b = batch_get(st)) != NULL)
+            ph = pend_reader(st, b, txn);
         pthread_mutex_unlock(&st->env->block);
-        return 0;
+        if (ph == NULL)
+            return 0;
     }
     id = (uint64_t) mdb_txn_id(txn);
-    if (id != b->snap_txn || b->snap_txn == 0) {
-        b->snap_epoch = pend_applied(st, txn, ph);
-        b->snap_txn = id;
+    if (id != st->pend_txn || st->pend_txn == 0) {
+        st->pend_epoch = pend_applied(st, txn, ph);
+        st->pend_txn = id;
     }
-    applied = b->snap_epoch;
+    applied = st->pend_epoch;
     /* The key's home slot is hashed once a table holds anything. */
     at = SIZE_MAX;
     for (tries = 0; tries < 64; tries++) {
@@ -2856,7 +2897,7 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
             /* Both slots asked for before either is read: the misses
              * overlap. */
             if (probe[i] && !q->sess)
-                __builtin_prefetch(&pend_table(b, i)[at], 0, 3);
+                __builtin_prefetch(&pend_htable(ph, i)[at], 0, 3);
         }
         for (i = 0; i < 2; i++) {
             if (!probe[i])
@@ -2867,7 +2908,7 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
                              q->key, q->klen, offsetof(struct sslot, d), 0);
                 sum += x;
             } else {
-                x = pend_get(pend_table(b, i), ph->slots, at, q->key,
+                x = pend_get(pend_htable(ph, i), ph->slots, at, q->key,
                              q->klen, q->ev);
                 sum = sat_add(sum, x);
             }
@@ -2880,7 +2921,6 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
             break;
         }
     }
-    pthread_mutex_unlock(&st->env->block);
     return rc;
 }
 
@@ -3129,6 +3169,8 @@ batch_forget(struct env *e)
         munmap(b->hdr, b->maplen);
     if (b->ph != NULL)
         munmap(b->ph, b->pmaplen);
+    if (b->retired != NULL)
+        munmap(b->retired, b->retired_len);
     peers_drop(b, 1);
     free(b->peers);
     pset_free(&b->merge);

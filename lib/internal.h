@@ -309,6 +309,10 @@ struct ina_store {
     size_t pt_klen;
     uint8_t pt_key[CKEY_MAX];
     uint64_t pt_val[INA_NEVENTS];
+    /* The last snapshot whose applied epoch of the pending tables a
+     * query read (0: none), and that epoch (batch.c, pend_read). */
+    uint64_t pend_txn;
+    uint64_t pend_epoch;
     ina_clock_fn clock;
     void *clock_arg;
     ina_log_fn log;

@@ -794,6 +794,7 @@ store_enter(struct ina_store *st)
         free(st->rtxn);
         st->rtxn = NULL;
         st->pt_txn = 0;
+        st->pend_txn = 0;
         pthread_mutex_init(&st->lock, NULL);
         st->pid = env_pid();
         st->pstart = session_proc_start(st->pid);
@@ -831,6 +832,7 @@ store_drop_rtxn(struct ina_store *st)
         mdb_txn_abort(st->rtxn);
     st->rtxn = NULL;
     st->pt_txn = 0;
+    st->pend_txn = 0;
 }
 
 /* store_read_format - INA_EVERSION when a store a read-only handle
