@@ -302,7 +302,6 @@ struct batch {
      * batch is forgotten (batch_forget), the read-only map that a writer
      * replaced included (retired). */
     struct pend_hdr *ph;
-    struct pslot *slots;
     size_t pmaplen;
     int pwritable;
     struct pend_hdr *retired;
@@ -1593,7 +1592,6 @@ pend_map(struct ina_store *st, struct batch *b, int create)
         rc = ENOENT;
         goto out;
     }
-    b->slots = (struct pslot *) ((char *) map + PEND_OFF);
     b->pmaplen = len;
     __atomic_store_n(&b->pwritable, writable, __ATOMIC_RELAXED);
     __atomic_store_n(&b->ph, (struct pend_hdr *) map, __ATOMIC_RELEASE);
@@ -1636,29 +1634,20 @@ pend_reader(struct ina_store *st, struct batch *b, MDB_txn *txn)
     return b->ph;
 }
 
-/* pend_htable - the slots of table i of a map */
+/* pend_table - the slots of table i of a map */
 
 static struct pslot *
-pend_htable(const struct pend_hdr *ph, unsigned i)
+pend_table(const struct pend_hdr *ph, unsigned i)
 {
     return (struct pslot *) ((char *) ph + PEND_OFF) + (size_t) i * ph->slots;
 }
 
-/* pend_table - the slots of table i */
-
-static struct pslot *
-pend_table(const struct batch *b, unsigned i)
-{
-    return pend_htable(b->ph, i);
-}
-
-/* pend_list - the list of claimed slots of table i */
+/* pend_list - the list of claimed slots of table i, after both tables */
 
 static uint32_t *
-pend_list(const struct batch *b, unsigned i)
+pend_list(const struct pend_hdr *ph, unsigned i)
 {
-    return (uint32_t *) (b->slots + 2 * b->ph->slots)
-           + (size_t) i * b->ph->slots;
+    return (uint32_t *) pend_table(ph, 2) + (size_t) i * ph->slots;
 }
 
 /* pend_sslots - the slots of each session table */
@@ -1866,8 +1855,8 @@ pend_add_event(struct ina_store *st, struct batch *b, unsigned ti, int ev,
     uint8_t keys[INA_MAX_PREFIXES][PKEY_MAX];
     size_t np = event_keys(st, family, host, keys), pi;
     size_t klen = 2 + cidr_addrlen(family), at[INA_MAX_PREFIXES];
-    struct pslot *tab = pend_table(b, ti);
-    uint32_t *list = pend_list(b, ti);
+    struct pslot *tab = pend_table(b->ph, ti);
+    uint32_t *list = pend_list(b->ph, ti);
     uint64_t slots = b->ph->slots;
 
     /* The slots are far apart in a large table: ask for all of them
@@ -1912,8 +1901,8 @@ pend_reset(struct batch *b, unsigned i, uint64_t epoch, int64_t time)
     if (__atomic_load_n(&t->gen, __ATOMIC_ACQUIRE) != 2 * epoch) {
         __atomic_store_n(&t->gen, 2 * epoch - 1, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        slots_clear((uint8_t *) pend_table(b, i), sizeof(struct pslot),
-                    pend_list(b, i), &t->used, b->ph->slots);
+        slots_clear((uint8_t *) pend_table(b->ph, i), sizeof(struct pslot),
+                    pend_list(b->ph, i), &t->used, b->ph->slots);
         slots_clear((uint8_t *) pend_stable(b->ph, i), sizeof(struct sslot),
                     pend_slist(b->ph, i), &t->sused, pend_sslots(b->ph));
     }
@@ -2066,8 +2055,8 @@ static int
 pend_gather(struct batch *b, unsigned ti, struct pset *set,
             const uint64_t *sums, size_t *np)
 {
-    const struct pslot *tab = pend_table(b, ti), *s;
-    const uint32_t *list = pend_list(b, ti);
+    const struct pslot *tab = pend_table(b->ph, ti), *s;
+    const uint32_t *list = pend_list(b->ph, ti);
     uint64_t slots = b->ph->slots, got[INA_NEVENTS] = { 0 }, j, k, m;
     uint64_t used = __atomic_load_n(&b->ph->tab[ti].used, __ATOMIC_ACQUIRE);
     uint64_t d[INA_NEVENTS];
@@ -2897,7 +2886,7 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
             /* Both slots asked for before either is read: the misses
              * overlap. */
             if (probe[i] && !q->sess)
-                __builtin_prefetch(&pend_htable(ph, i)[at], 0, 3);
+                __builtin_prefetch(&pend_table(ph, i)[at], 0, 3);
         }
         for (i = 0; i < 2; i++) {
             if (!probe[i])
@@ -2908,7 +2897,7 @@ pend_read(struct ina_store *st, MDB_txn *txn, const struct pend_ask *q,
                              q->key, q->klen, offsetof(struct sslot, d), 0);
                 sum += x;
             } else {
-                x = pend_get(pend_htable(ph, i), ph->slots, at, q->key,
+                x = pend_get(pend_table(ph, i), ph->slots, at, q->key,
                              q->klen, q->ev);
                 sum = sat_add(sum, x);
             }

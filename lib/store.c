@@ -134,7 +134,7 @@ store_log(struct ina_store *st, int prio, const char *fmt, ...)
     st->log(st->log_arg, prio, msg);
 }
 
-/* put_be32, put_be64, get_be32 - big-endian fields of keys */
+/* put_be32, put_be64 - big-endian fields of keys (be_get reads them) */
 
 static void
 put_be32(uint8_t *p, uint32_t v)
@@ -143,13 +143,6 @@ put_be32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t) (v >> 16);
     p[2] = (uint8_t) (v >> 8);
     p[3] = (uint8_t) v;
-}
-
-static uint32_t
-get_be32(const uint8_t *p)
-{
-    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16
-           | (uint32_t) p[2] << 8 | (uint32_t) p[3];
 }
 
 /* store_ckey - build a counter key; returns its length */
@@ -1066,8 +1059,9 @@ expire_keys(MDB_cursor *c, uint32_t width, uint32_t from, uint32_t to,
     k.mv_size = sizeof(probe);
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && *done < limit && k.mv_size > 8
-           && get_be32(k.mv_data) == width
-           && (to == 0 || get_be32((uint8_t *) k.mv_data + 4) < to)) {
+           && (uint32_t) be_get(k.mv_data, 4) == width
+           && (to == 0
+               || (uint32_t) be_get((uint8_t *) k.mv_data + 4, 4) < to)) {
         if ((rc = mdb_cursor_del(c, 0)) != 0)
             return rc;
         (*done)++;
@@ -1926,7 +1920,8 @@ store_point(struct ina_store *st, MDB_txn *txn, const uint8_t *key,
             size_t klen, const uint64_t **val)
 {
     uint64_t id = (uint64_t) mdb_txn_id(txn), x[INA_NEVENTS];
-    uint32_t width = get_be32(key), win = get_be32(key + 4);
+    uint32_t width = (uint32_t) be_get(key, 4);
+    uint32_t win = (uint32_t) be_get(key + 4, 4);
     MDB_cursor *c;
     struct nent e;
     MDB_val k, v;

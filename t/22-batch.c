@@ -470,7 +470,6 @@ thread_check(void)
     /* Mapped by a record first, so the reader takes the lock-free path
      * from its first query. */
     ok(rec(w.st, "198.18.0.0", 1) == 0, "a thread's handle records one");
-    w.done = 0;
     if ((errno = pthread_create(&t, NULL, writer_run, &w)) != 0)
         sysbail("pthread_create");
     do {
