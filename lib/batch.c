@@ -1198,6 +1198,28 @@ batch_parse_name(const char *name, uint32_t *pid, uint64_t *start,
     return 0;
 }
 
+/* map_huge - ask for a shared file map on transparent huge pages
+ *
+ * A record writes a journal entry and adds into random slots of a 32 MiB
+ * pending table.  On 4 KiB pages a forked worker takes a minor fault for
+ * each page of both files it first touches (fork copies no page tables
+ * of a shared map), and the slots spread over 8,192 pages' TLB entries.
+ * Where the kernel keeps file pages in 2 MiB folios (this machine's
+ * Linux 6.18 on ext4, THP "madvise" or "always") one fault maps 2 MiB;
+ * elsewhere the advice is ignored.  Both files are allocated whole and
+ * touched whole in use: the folios take at most 2 MiB more a file. */
+
+static void
+map_huge(void *map, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    (void) madvise(map, len, MADV_HUGEPAGE);
+#else
+    (void) map;
+    (void) len;
+#endif
+}
+
 /* journal_entries - the capacity of this process's journal on a store */
 
 static size_t
@@ -1255,6 +1277,7 @@ batch_open_journal(struct ina_store *st)
         unlink(b->path);
         return errno;
     }
+    map_huge(map, len);
     b->hdr = map;
     b->ent = (struct journal_ent *) (b->hdr + 1);
     b->maplen = len;
@@ -1575,6 +1598,7 @@ pend_map(struct ina_store *st, struct batch *b, int create)
         rc = errno;
         goto out;
     }
+    map_huge(map, len);
     /* A new file is announced in the store before any process can add
      * to it (it is not valid until then): a query whose snapshot has no
      * announcement has nothing pending to miss. */

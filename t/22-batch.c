@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,6 +80,42 @@ other(struct ina_store *st, const char *cidr, uint32_t a, uint32_t b)
     close(fds[0]);
     waitpid(pid, &status, 0);
     return n;
+}
+
+/* huge_advised - whether every map of this process of a file in dir
+ * whose name starts with pfx is advised for huge pages ("hg" in its
+ * VmFlags); -1 if there is no such map
+ *
+ * Whether the kernel then gives 2 MiB folios depends on its version and
+ * filesystem; the advice itself is what the library controls. */
+
+static int
+huge_advised(const char *dir, const char *pfx)
+{
+    char line[4096], real[PATH_MAX], want[PATH_MAX + 64];
+    size_t wlen;
+    int in = 0, maps = 0, advised = 0;
+    FILE *f;
+
+    if (realpath(dir, real) == NULL || (f = fopen("/proc/self/smaps", "r"))
+                                           == NULL)
+        return -1;
+    snprintf(want, sizeof(want), "%s/%s", real, pfx);
+    wlen = strlen(want);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *path = strchr(line, '/');
+        unsigned long lo, hi;
+
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ':')) {
+            in = path != NULL && strncmp(path, want, wlen) == 0;
+            maps += in;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            advised += strstr(line, " hg") != NULL;
+            in = 0;
+        }
+    }
+    fclose(f);
+    return maps == 0 ? -1 : advised == maps;
 }
 
 /* poke_journals - write a u64 at an offset of the header of every
@@ -709,6 +746,15 @@ main(void)
     is_uint(5, q(a, "192.0.2.1", 0, 0), "A sees its 5 at once");
     is_uint(5, q(a, "192.0.2.0/24", 0, 0), "A sees them in its /24 too");
     is_int(1, test_journals(conf->store), "A has a journal file");
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
+        skip("no transparent huge pages in this kernel");
+        skip("no transparent huge pages in this kernel");
+    } else {
+        is_int(1, huge_advised(conf->store, "journal."),
+               "the journal's map is advised for huge pages");
+        is_int(1, huge_advised(conf->store, "pending"),
+               "and so is the pending tables' map");
+    }
     is_uint(5, q(b, "192.0.2.1", 0, 0),
             "handle B of the same process shares the pending 5");
     is_uint(5, other(b, "192.0.2.0/24", 0, 0),
