@@ -78,10 +78,14 @@ for t in 'realistic events/s' 'adversarial events/s' \
     like "$out" "^  $t .*(met|NOT MET|n/a)\$" "target line: $t"
 done
 
-# The visibility probes need a run long enough for a flush or two; the
-# paced run at half speed lasts twice as long as the full one, so it has
-# probes even on a slow machine.
-TMPDIR=$tmp "$bench" -w realistic -n 20000 --no-redis -F 20 >"$tmp/vis" 2>"$tmp/err"
+# The visibility probes need a run long enough for a flush or two, and
+# for the reader, one process among nine on two CPUs, to be woken while
+# worker 0 still records: worker 0 records a probe only once the reader
+# saw the last one.  At 20,000 events a worker the full-speed run lasted
+# 0.1-0.15 s here once records got faster (0633c2e), and one run in CI
+# ended before the reader saw its first probe; at 100,000 it lasts about
+# 0.4 s.
+TMPDIR=$tmp "$bench" -w realistic -n 100000 --no-redis -F 20 >"$tmp/vis" 2>"$tmp/err"
 is 0 "$?" "a short realistic run exits 0"
 like "$(cat "$tmp/vis")" '^  visibility at half speed \([0-9]+ events/s\)' \
     "it measures visibility with the workers at half speed"
