@@ -258,7 +258,7 @@ static const struct invalid invalids[] = {
 #define NINVALID (sizeof invalids / sizeof invalids[0])
 
 /* Tests run outside the tables, counted by hand for the plan. */
-#define NOTHER 98
+#define NOTHER 100
 
 /* parse_str - ina_cidr_parse() on a NUL-terminated text */
 
@@ -707,6 +707,58 @@ fuzz_next(uint64_t *s)
     return *s;
 }
 
+/* test_quad_differential - dotted quads, and texts one character off
+ * one, against inet_pton(AF_INET)
+ *
+ * The parser takes a valid quad in one pass and leaves every other text
+ * to its checks, which say why (lib/cidr.c cidr_quad4): both must agree
+ * with the C library on where the line between them lies, a text with
+ * and without a mask alike. */
+
+static void
+test_quad_differential(void)
+{
+    static const char *const tokens[] = {
+        "0", "1", "2", "5", "9", "10", "25", "99", "199", "249", "255",
+        "256", "260", "300", "999", "00", "01", "007", "1000", ".", ".",
+        ".", ".", "a", "-", " ",
+    };
+    const size_t ntokens = sizeof tokens / sizeof tokens[0];
+    uint64_t seed = 0x2545f4914f6cdd1dull;
+    struct ina_cidr c;
+    uint8_t want[4];
+    char text[64], masked[72];
+    unsigned long tries, accepted = 0, mismatches = 0;
+    size_t n, k;
+    int ours_ok, libc_ok;
+
+    for (tries = 0; tries < 200000; tries++) {
+        text[0] = '\0';
+        if (tries % 2 == 0) {
+            /* Four parts and three dots, each part drawn anew. */
+            for (k = 0; k < 7; k++)
+                strcat(text, k % 2 ? "." : tokens[fuzz_next(&seed) % 19]);
+        } else {
+            n = 1 + fuzz_next(&seed) % 9;
+            for (k = 0; k < n; k++)
+                strcat(text, tokens[fuzz_next(&seed) % ntokens]);
+        }
+        libc_ok = inet_pton(AF_INET, text, want) == 1;
+        ours_ok = parse_str(text, &c, NULL, 0) == 0 && c.family == 4
+                  && memcmp(c.addr, want, 4) == 0;
+        snprintf(masked, sizeof masked, "%s/32", text);
+        ours_ok += parse_str(masked, &c, NULL, 0) == 0 && c.family == 4
+                   && memcmp(c.addr, want, 4) == 0;
+        accepted += libc_ok;
+        if (ours_ok != 2 * libc_ok && mismatches++ < 5)
+            diag("disagree on \"%s\": inet_pton %d", text, libc_ok);
+    }
+    is_int(0, mismatches, "dotted quads: ina_cidr_parse agrees with "
+           "inet_pton on %lu texts", tries);
+    ok(accepted > 5000 && accepted < tries / 2,
+       "and %lu of them were valid", accepted);
+}
+
 /* test_differential - our grammar against inet_pton() and inet_ntop() */
 
 static void
@@ -836,6 +888,7 @@ main(void)
     test_mask();
     test_resolve();
     test_host_format();
+    test_quad_differential();
     test_differential();
     return 0;
 }
