@@ -718,13 +718,14 @@ fuzz_next(uint64_t *s)
 static void
 test_quad_differential(void)
 {
-    static const char *const tokens[] = {
+    static const char *const parts[] = {
         "0", "1", "2", "5", "9", "10", "25", "99", "199", "249", "255",
-        "256", "260", "300", "999", "00", "01", "007", "1000", ".", ".",
-        ".", ".", "a", "-", " ",
+        "256", "260", "300", "999", "00", "01", "007", "1000",
     };
-    const size_t ntokens = sizeof tokens / sizeof tokens[0];
-    uint64_t seed = 0x2545f4914f6cdd1dull;
+    static const char *const others[] = { ".", ".", ".", ".", "a", "-", " " };
+    const size_t nparts = sizeof parts / sizeof parts[0];
+    const size_t nothers = sizeof others / sizeof others[0];
+    uint64_t seed = 0x2545f4914f6cdd1dull, r;
     struct ina_cidr c;
     uint8_t want[4];
     char text[64], masked[72];
@@ -737,11 +738,14 @@ test_quad_differential(void)
         if (tries % 2 == 0) {
             /* Four parts and three dots, each part drawn anew. */
             for (k = 0; k < 7; k++)
-                strcat(text, k % 2 ? "." : tokens[fuzz_next(&seed) % 19]);
+                strcat(text, k % 2 ? "." : parts[fuzz_next(&seed) % nparts]);
         } else {
+            /* Parts, dots and characters no address has, in any order. */
             n = 1 + fuzz_next(&seed) % 9;
-            for (k = 0; k < n; k++)
-                strcat(text, tokens[fuzz_next(&seed) % ntokens]);
+            for (k = 0; k < n; k++) {
+                r = fuzz_next(&seed) % (nparts + nothers);
+                strcat(text, r < nparts ? parts[r] : others[r - nparts]);
+            }
         }
         libc_ok = inet_pton(AF_INET, text, want) == 1;
         ours_ok = parse_str(text, &c, NULL, 0) == 0 && c.family == 4
