@@ -135,8 +135,9 @@ cidr_hexval(int c)
  * Four parts of 1 to 3 digits, none over 255 nor with a leading zero,
  * three dots, then the end: exactly what cidr_parse4's checks let
  * through, which run only for a text this refuses, to say why.  Every
- * peer a policy sets is parsed, and the checks' two passes cost four
- * times this one. */
+ * peer a policy sets is parsed: an IPv4 text took ina_cidr_parse 618
+ * instructions through the checks' two passes, 399 with this first
+ * (callgrind). */
 
 static int
 cidr_quad4(const char *s, uint8_t *addr)
