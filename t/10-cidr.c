@@ -722,6 +722,8 @@ test_quad_differential(void)
         "0", "1", "2", "5", "9", "10", "25", "99", "199", "249", "255",
         "256", "260", "300", "999", "00", "01", "007", "1000",
     };
+    /* The dot four times: texts of three dots, the ones a parser could
+     * take for a quad, come often. */
     static const char *const others[] = { ".", ".", ".", ".", "a", "-", " " };
     const size_t nparts = sizeof parts / sizeof parts[0];
     const size_t nothers = sizeof others / sizeof others[0];
