@@ -134,17 +134,6 @@ store_log(struct ina_store *st, int prio, const char *fmt, ...)
     st->log(st->log_arg, prio, msg);
 }
 
-/* put_be32, put_be64 - big-endian fields of keys (be_get reads them) */
-
-static void
-put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t) (v >> 24);
-    p[1] = (uint8_t) (v >> 16);
-    p[2] = (uint8_t) (v >> 8);
-    p[3] = (uint8_t) v;
-}
-
 /* store_ckey - build a counter key; returns its length */
 
 size_t
@@ -153,8 +142,8 @@ store_ckey(uint8_t *key, uint32_t width, uint32_t win, int family,
 {
     unsigned alen = cidr_addrlen(family);
 
-    put_be32(key, width);
-    put_be32(key + 4, win);
+    be_put(key, width, 4);
+    be_put(key + 4, win, 4);
     key[8] = (uint8_t) family;
     key[9] = (uint8_t) plen;
     memcpy(key + CKEY_HDR, addr, alen);
@@ -343,8 +332,8 @@ store_hist_add(MDB_cursor *hc, const struct nent *e, const uint8_t *pkey,
 {
     uint8_t key[CKEY_MAX];
 
-    put_be32(key, e->width);
-    put_be32(key + 4, e->win);
+    be_put(key, e->width, 4);
+    be_put(key + 4, e->win, 4);
     memcpy(key + 8, pkey, pklen);
     return store_add_counts(hc, key, 8 + pklen, e->d);
 }
@@ -393,8 +382,8 @@ store_recent_note(struct ina_store *st, MDB_cursor *nc,
     uint8_t key[CKEY_MAX];
     MDB_val k, v;
 
-    put_be32(key, e->width);
-    put_be32(key + 4, e->win);
+    be_put(key, e->width, 4);
+    be_put(key + 4, e->win, 4);
     memcpy(key + 8, pkey, pklen);
     k.mv_data = key;
     k.mv_size = 8 + pklen;
@@ -1053,8 +1042,8 @@ expire_keys(MDB_cursor *c, uint32_t width, uint32_t from, uint32_t to,
     MDB_val k, v;
     int rc;
 
-    put_be32(probe, width);
-    put_be32(probe + 4, from);
+    be_put(probe, width, 4);
+    be_put(probe + 4, from, 4);
     k.mv_data = probe;
     k.mv_size = sizeof(probe);
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);

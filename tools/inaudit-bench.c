@@ -515,26 +515,6 @@ mix64(uint64_t x)
     return x;
 }
 
-/* put_be32 - a big-endian 32-bit store */
-
-static void
-put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t) (v >> 24);
-    p[1] = (uint8_t) (v >> 16);
-    p[2] = (uint8_t) (v >> 8);
-    p[3] = (uint8_t) v;
-}
-
-/* put_be64 - a big-endian 64-bit store */
-
-static void
-put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t) (v >> 32));
-    put_be32(p + 4, (uint32_t) v);
-}
-
 /* cmp_u64 - qsort order of latencies */
 
 static int
@@ -762,8 +742,8 @@ bench_keys(const struct bench_plan *p, const struct ina_cidr *a, int64_t now,
         for (i = 0; i < np; i++) {
             key = k->key[k->n];
             memset(key, 0, KEYLEN);
-            put_be32(key, p->widths[w]);
-            put_be32(key + 4, win);
+            be_put(key, p->widths[w], 4);
+            be_put(key + 4, win, 4);
             key[8] = a->family;
             key[9] = pl[i];
             bits = pl[i];
@@ -847,16 +827,16 @@ source_addr(uint32_t id, uint64_t seed, struct ina_cidr *a)
     if (id < V4_SOURCES) {
         a->family = 4;
         a->plen = 32;
-        put_be32(a->addr, mix32(id ^ (uint32_t) seed));
+        be_put(a->addr, mix32(id ^ (uint32_t) seed), 4);
     } else {
         j = id - V4_SOURCES;
         a->family = 6;
         a->plen = 128;
         a->addr[0] = 0x20;
         a->addr[1] = 0x01;
-        put_be32(a->addr + 2, mix32((j >> 4) ^ (uint32_t) seed));
+        be_put(a->addr + 2, mix32((j >> 4) ^ (uint32_t) seed), 4);
         a->addr[7] = (uint8_t) (j & 15);
-        put_be64(a->addr + 8, mix64(j ^ seed));
+        be_put(a->addr + 8, mix64(j ^ seed), 8);
     }
 }
 
@@ -868,7 +848,7 @@ scale_addr(uint64_t i, struct ina_cidr *a)
     memset(a, 0, sizeof(*a));
     a->family = 4;
     a->plen = 32;
-    put_be32(a->addr, mix32((uint32_t) i ^ 0x5ca1ab1eu));
+    be_put(a->addr, mix32((uint32_t) i ^ 0x5ca1ab1eu), 4);
 }
 
 /* addr_text - the text of an address, as a host would have it */
@@ -981,15 +961,15 @@ gen_adversarial(struct bench *b, struct bench_stream *s)
             if (r & 1) {
                 e[i].addr.family = 4;
                 e[i].addr.plen = 32;
-                put_be32(e[i].addr.addr,
-                         mix32((uint32_t) c ^ (uint32_t) b->o.seed));
+                be_put(e[i].addr.addr,
+                       mix32((uint32_t) c ^ (uint32_t) b->o.seed), 4);
             } else {
                 e[i].addr.family = 6;
                 e[i].addr.plen = 128;
-                put_be64(e[i].addr.addr, rnd(&rng));
+                be_put(e[i].addr.addr, rnd(&rng), 8);
                 e[i].addr.addr[0] = (uint8_t) (0x20 | (e[i].addr.addr[0]
                                                        & 0x1f));
-                put_be64(e[i].addr.addr + 8, mix64(c ^ b->o.seed));
+                be_put(e[i].addr.addr + 8, mix64(c ^ b->o.seed), 8);
             }
             e[i].ev = (uint8_t) (i & 1 ? INA_REJECTION : INA_CONNECTION);
             e[i].src = (uint32_t) c;
@@ -1752,8 +1732,8 @@ probe_addr(struct ina_cidr *a, uint64_t id)
     memset(a, 0, sizeof(*a));
     a->family = 6;
     a->plen = 128;
-    put_be32(a->addr, 0x20010002u);
-    put_be64(a->addr + 8, id);
+    be_put(a->addr, 0x20010002u, 4);
+    be_put(a->addr + 8, id, 8);
 }
 
 /* probe_step - worker 0's part of the visibility probes, at iteration i
